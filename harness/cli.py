@@ -1,0 +1,105 @@
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``.
+
+Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from typing import Sequence
+
+from harness.errors import UserError
+
+
+def _format_results_table(results_dir: pathlib.Path) -> str:
+  """Per condition and n: mean ± 95% CI of the final target accuracy over seeds."""
+  from analysis import final_accuracy_table
+  from harness.results import load_curves
+  table = final_accuracy_table(load_curves(results_dir), rule='last')
+  lines = [f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
+  for row in table.itertuples(index=False):
+    name = row.condition + ('+' if row.fine_tuned else '')
+    ci = 'n/a' if row.ci != row.ci else f'{row.ci:.4f}'  # NaN with a single seed.
+    lines.append(f'{name:<16}{row.n_layers:>3}  {row.source + " -> " + row.target:<28}'
+                 f'{row.mean:>12.4f} ± {ci:<9}{row.count:>7}')
+  return '\n'.join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+  from harness import runner, sweeps
+  config = sweeps.apply_overrides(sweeps.load_sweep(args.sweep, args.arg), args.overrides)
+  if args.data_dir:
+    config.data_dir = args.data_dir
+  results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
+  report = runner.run_sweep(config, results, progress=not args.no_progress)
+  print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
+        f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
+  print()
+  print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
+  print(_format_results_table(results))
+  if report.failed:
+    print(f'\n{len(report.failed)} run(s) failed: see `transferbench status {results}`')
+  return 1 if report.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+  from harness import runner
+  from harness.results import ResultsStore
+  results = pathlib.Path(args.results_dir)
+  if not results.is_dir():
+    raise UserError(f'no results directory {results}: run `transferbench run SWEEP --results {results}` first')
+  groups = runner.sweep_status(results)
+  print(f'{results}: ' + ', '.join(f'{len(v)} {k}' for k, v in groups.items()))
+  store = ResultsStore(results)
+  for run_id in groups['failed']:
+    record = store.read_record(run_id)
+    step = record.get('diverged_at_step')
+    where = f' (diverged at step {step})' if step is not None else ''
+    print(f"  failed  {run_id}  {record['labels']['condition']} n={record['labels']['n_layers']}"
+          f"{where}: {record.get('error', '')}")
+  for run_id in groups['corrupt']:
+    print(f'  corrupt {run_id}: {store.record_path(run_id)} (re-running the sweep redoes it)')
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='transferbench', description='Layer-wise feature transferability studies.')
+  sub = parser.add_subparsers(dest='command', required=True)
+  run = sub.add_parser('run', help='run (or resume) a sweep',
+                       description='Run a sweep; dotted overrides like --config.seeds=5 follow.')
+  run.add_argument('sweep', help='sweep name (sweeps/NAME.py) or path to a sweep file')
+  run.add_argument('--results', help='results directory (default: results/<sweep name>)')
+  run.add_argument('--arg', help='string argument passed to get_config(arg)')
+  run.add_argument('--data-dir', help='TFDS data directory (default: $TRANSFERBENCH_DATA_DIR or ~/tensorflow_datasets)')
+  run.add_argument('--no-progress', action='store_true', help='no progress bar')
+  run.set_defaults(func=cmd_run)
+  status = sub.add_parser('status', help='count complete, failed and pending runs of a results directory')
+  status.add_argument('results_dir')
+  status.set_defaults(func=cmd_status)
+  from analysis import cli as analysis_cli
+  analysis_cli.register(sub)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Entry point of the ``transferbench`` console script."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser()
+  args, rest = parser.parse_known_args(argv)
+  overrides = [a for a in rest if a.startswith('--config.')]
+  unknown = [a for a in rest if not a.startswith('--config.')]
+  if unknown or (overrides and args.command != 'run'):
+    parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+  args.overrides = overrides
+  try:
+    return args.func(args) or 0
+  except UserError as e:
+    print(f'transferbench: error: {e}', file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+  sys.exit(main())

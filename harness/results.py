@@ -1,0 +1,142 @@
+"""Results store: one self-contained record per run, written atomically, loadable into pandas.
+
+Layout of a results directory::
+
+    RESULTS/sweep.json                   the resolved sweep config (provenance)
+    RESULTS/runs/<run_id>/record.json    config, environment, status, learning curve
+    RESULTS/runs/<run_id>/checkpoint/    final weights of scratch runs (sources of transfers)
+
+A record is written to a temporary file, fsynced and renamed, so a crash never leaves a partial
+record that looks complete. :func:`load_curves` turns the records into the long format shared
+with ``analysis/`` and users' notebooks (one row per evaluation)::
+
+    run_id, condition, n_layers, fine_tuned, source, target, seed, step, accuracy, loss, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any, Iterator
+
+import pandas as pd
+
+from harness.errors import UserError
+
+RECORD = 'record.json'
+CURVE_COLUMNS = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed',
+                 'step', 'accuracy', 'loss')
+
+
+def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
+  """Writes JSON so that ``path`` either keeps its old content or has the complete new one."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(obj, f, indent=1, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def read_json(path: pathlib.Path) -> dict:
+  """Reads a record, with a one-line error naming the file and the fix if it is corrupt."""
+  try:
+    with open(path) as f:
+      obj = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(f'corrupt result file {path} ({e.msg if hasattr(e, "msg") else e}): '
+                    'delete it and re-run the sweep to recompute that run') from None
+  if not isinstance(obj, dict):
+    raise UserError(f'corrupt result file {path} (not a JSON object): delete it and re-run the sweep')
+  return obj
+
+
+class ResultsStore:
+  """The records and checkpoints of one sweep under ``root``."""
+
+  def __init__(self, root: str | os.PathLike):
+    self.root = pathlib.Path(root)
+    self.runs_dir = self.root / 'runs'
+
+  def run_dir(self, run_id: str) -> pathlib.Path:
+    return self.runs_dir / run_id
+
+  def record_path(self, run_id: str) -> pathlib.Path:
+    return self.run_dir(run_id) / RECORD
+
+  def checkpoint_dir(self, run_id: str) -> pathlib.Path:
+    return self.run_dir(run_id) / 'checkpoint'
+
+  def status(self, run_id: str) -> str | None:
+    """``'complete'``, ``'failed'``, ``'corrupt'`` or None (never run)."""
+    path = self.record_path(run_id)
+    if not path.exists():
+      return None
+    try:
+      return read_json(path).get('status', 'corrupt')
+    except UserError:
+      return 'corrupt'
+
+  def set_aside_corrupt(self, run_id: str) -> pathlib.Path:
+    """Renames a corrupt record out of the way (kept for inspection) so the run can be redone."""
+    path = self.record_path(run_id)
+    aside = path.with_name(f'{RECORD}.corrupt-{time.strftime("%Y%m%d-%H%M%S")}')
+    os.replace(path, aside)
+    return aside
+
+  def write_record(self, record: dict) -> None:
+    atomic_write_json(self.record_path(record['run_id']), record)
+
+  def read_record(self, run_id: str) -> dict:
+    return read_json(self.record_path(run_id))
+
+  def records(self) -> Iterator[dict]:
+    """All records under ``runs/``, in run-id order."""
+    if not self.runs_dir.is_dir():
+      return
+    for path in sorted(self.runs_dir.glob(f'*/{RECORD}')):
+      yield read_json(path)
+
+
+def record_rows(record: dict) -> list[dict]:
+  """The long-format rows (one per evaluation) of one record."""
+  labels = record['labels']
+  extra = {'status': record['status'], 'model': record['spec']['model'],
+           'pair': labels.get('pair', ''), 'examples_per_class': labels.get('examples_per_class')}
+  return [{'run_id': record['run_id'], **{k: labels[k] for k in CURVE_COLUMNS[1:7]},
+           'step': p['step'], 'accuracy': p['accuracy'], 'loss': p['loss'],
+           'train_loss': p.get('train_loss'), **extra} for p in record.get('curve', [])]
+
+
+def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) -> pd.DataFrame:
+  """Loads every run's learning curve of a results directory into one long DataFrame.
+
+  Args:
+    results_dir: a directory written by ``transferbench run``.
+    include_failed: keep the (partial) curves of failed runs; ``status`` tells them apart.
+
+  Returns:
+    A DataFrame with columns ``run_id, condition, n_layers, fine_tuned, source, target, seed,
+    step, accuracy, loss`` plus ``train_loss, status, model, pair, examples_per_class``.
+
+  Raises:
+    UserError: the directory holds no results, or a record is corrupt.
+  """
+  store = ResultsStore(results_dir)
+  if not store.runs_dir.is_dir():
+    raise UserError(f'no results in {results_dir}: expected {store.runs_dir}/<run_id>/{RECORD}; '
+                    'run `transferbench run SWEEP --results DIR` first')
+  rows = [row for record in store.records()
+          if include_failed or record['status'] == 'complete' for row in record_rows(record)]
+  columns = list(CURVE_COLUMNS) + ['train_loss', 'status', 'model', 'pair', 'examples_per_class']
+  df = pd.DataFrame(rows, columns=columns)
+  return df.astype({'n_layers': int, 'seed': int, 'step': int, 'fine_tuned': bool,
+                    'accuracy': float, 'loss': float})

@@ -1,0 +1,216 @@
+"""One run of a study: its resolved spec, its deterministic id, and ``train_and_evaluate``.
+
+A run is a target network trained on a target task under one condition (scratch, selffer,
+transfer, random_frozen) for one n, fine-tuned or not, and one seed. Its id is a hash of its
+resolved spec, which includes the id of its source run, so equal specs give equal ids on every
+machine, and a re-run of a sweep finds the runs already done.
+
+Shared initialisation: every network of seed ``s`` starts from ``init_variables(key(s))`` and
+sees its target's training batches in the order drawn from ``(s, target task)``. A transfer
+network therefore differs from the scratch network of its seed only in its copied layers and in
+which layers are frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness import models, tasks, training, transfer
+from harness.errors import UserError
+from harness.results import ResultsStore, atomic_write_json, read_json
+
+TRAIN_DEFAULTS = dict(steps=500, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                      lr_decay_every=0, lr_decay_factor=0.1, eval_every=50)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """Everything that determines a run's result (and nothing that does not, e.g. paths)."""
+  model: str
+  model_kwargs: tuple[tuple[str, Any], ...]
+  condition: str
+  n_layers: int
+  fine_tuned: bool
+  seed: int
+  target: tasks.TaskSpec
+  train: tuple[tuple[str, Any], ...]
+  source: tasks.TaskSpec | None = None     # task of the source network (selffer/transfer)
+  source_run: str | None = None            # run id of the source network, in the same store
+  source_checkpoint: str | None = None     # or a saved checkpoint (Pre-trained-Model approach)
+  pair: str = ''                           # label of the task pair this run belongs to
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['target'] = self.target.to_dict()
+    d['source'] = self.source.to_dict() if self.source else None
+    d['model_kwargs'] = dict(self.model_kwargs)
+    d['train'] = dict(self.train)
+    return d
+
+  @property
+  def run_id(self) -> str:
+    """First 16 hex digits of the SHA-256 of the canonical JSON of the spec."""
+    canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(',', ':'), default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+  @property
+  def hyper(self) -> dict:
+    return {**TRAIN_DEFAULTS, **dict(self.train)}
+
+  def labels(self) -> dict:
+    """The long-format columns that describe this run (see ``harness.results``)."""
+    source = {'scratch': 'none', 'random_frozen': 'random'}.get(self.condition)
+    if source is None:
+      source = self.source.name if self.source else pathlib.Path(self.source_checkpoint).name
+    return {'condition': self.condition, 'n_layers': self.n_layers, 'fine_tuned': self.fine_tuned,
+            'source': source, 'target': self.target.name, 'seed': self.seed, 'pair': self.pair,
+            'examples_per_class': self.target.examples_per_class}
+
+  def describe(self) -> str:
+    """Short label for progress bars: e.g. ``transfer+ n=3 mnist_A0->mnist_B0 s1``."""
+    name = self.condition + ('+' if self.fine_tuned else '')
+    n = f' n={self.n_layers}' if self.n_layers else ''
+    src = f"{self.labels()['source']}->" if self.condition in ('selffer', 'transfer') else ''
+    return f'{name}{n} {src}{self.target.name} s{self.seed}'
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: RUN/checkpoint/state (orbax) + RUN/checkpoint/meta.json (architecture, task).
+
+def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
+  """Saves final weights with orbax, plus the metadata needed to reuse them as a source."""
+  import orbax.checkpoint as ocp  # Imported lazily: slow to import, only needed here.
+  path = pathlib.Path(path).absolute()
+  state_dir = path / 'state'
+  if state_dir.exists():  # A crashed earlier attempt: orbax refuses to overwrite.
+    import shutil
+    shutil.rmtree(state_dir)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(state_dir, {'params': variables['params'],
+                                'batch_stats': variables['batch_stats'] or {'_': jnp.zeros(())}})
+  checkpointer.wait_until_finished()
+  atomic_write_json(path / 'meta.json', meta)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+  """Loads ``(variables, meta)`` saved by :func:`save_checkpoint`.
+
+  Raises:
+    UserError: no checkpoint at ``path``.
+  """
+  import orbax.checkpoint as ocp
+  path = pathlib.Path(path).absolute()
+  if not (path / 'meta.json').exists() or not (path / 'state').is_dir():
+    raise UserError(f'no transferbench checkpoint at {path} (expected meta.json and state/): '
+                    'point source_checkpoint at a run\'s checkpoint/ directory')
+  meta = read_json(path / 'meta.json')
+  restored = ocp.StandardCheckpointer().restore(path / 'state')
+  stats = restored.get('batch_stats', {})
+  return {'params': restored['params'], 'batch_stats': {} if '_' in stats else stats}, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Execution.
+
+@functools.lru_cache(maxsize=8)
+def device_task(spec: tasks.TaskSpec, data_dir: str | None) -> tuple[tasks.TaskData, tuple, tuple]:
+  """A task's data, with train and test arrays placed on the default device once per process."""
+  data = tasks.load_task(spec, data_dir)
+  train = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+  test = (jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+  return data, train, test
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict:
+  """Versions, git commit and device: enough to tell where a number came from."""
+  import flax
+  import optax
+  try:
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                            cwd=pathlib.Path(__file__).parent, timeout=10).stdout.strip() or None
+  except (OSError, subprocess.SubprocessError):
+    commit = None
+  device = jax.devices()[0]
+  return {'python': sys.version.split()[0], 'platform': platform.platform(),
+          'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
+          'numpy': np.__version__, 'backend': jax.default_backend(),
+          'device': getattr(device, 'device_kind', str(device)), 'device_count': jax.device_count(),
+          'git_commit': commit}
+
+
+def _source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwargs: dict) -> dict:
+  """Loads the trained source network of a selffer/transfer run and checks its architecture."""
+  path = spec.source_checkpoint or store.checkpoint_dir(spec.source_run)
+  variables, meta = load_checkpoint(path)
+  if meta['model'] != model_name or meta['model_kwargs'] != json.loads(json.dumps(kwargs)):
+    raise UserError(f"checkpoint {path} is of model '{meta['model']}' {meta['model_kwargs']}, "
+                    f"but the sweep uses '{model_name}' {kwargs}: transfer needs the same architecture")
+  return variables
+
+
+def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
+                       on_eval: Callable[[dict], None] | None = None) -> dict:
+  """Trains one run and writes its record (and, for scratch runs, its checkpoint).
+
+  Args:
+    spec: the run.
+    store: where records and checkpoints live; a selffer/transfer run reads its source's
+      checkpoint from here (or from ``spec.source_checkpoint``).
+    data_dir: TFDS data directory (None: the default).
+    on_eval: called with each curve point as it is measured.
+
+  Returns:
+    The record written (``status`` is ``'complete'`` or ``'failed'``).
+  """
+  start = time.time()
+  hyper = spec.hyper
+  data, train_data, test_data = device_task(spec.target, data_dir)
+  kwargs = dict(spec.model_kwargs)
+  model = models.build_model(spec.model, data.num_classes, **kwargs)
+  names = models.layer_names(model.num_layers)
+  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+  key = jax.random.key(spec.seed)
+  init = models.init_variables(model, key, data.input_shape)
+  source = (_source_variables(spec, store, spec.model, kwargs)
+            if spec.condition in ('selffer', 'transfer') else None)
+  variables = transfer.combine(init, source, plan, names)
+  tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
+                               hyper['lr_decay_every'], hyper['lr_decay_factor'])
+  state = training.create_state(variables, plan, names, tx, jax.random.fold_in(key, 1))
+  data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
+  record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
+            'environment': environment(), 'num_layers': model.num_layers, 'layer_names': names}
+  curve: list[dict] = []
+  try:
+    state, curve = training.train_loop(
+        model, tx, state, train_data, test_data, steps=hyper['steps'],
+        batch_size=hyper['batch_size'], eval_every=hyper['eval_every'], data_rng=data_rng,
+        on_eval=lambda p: (curve.append(p), on_eval and on_eval(p)))
+    record.update(status='complete', curve=curve)
+  except training.Diverged as e:
+    record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=curve)
+  if record['status'] == 'complete' and spec.condition == 'scratch':
+    meta = {'model': spec.model, 'model_kwargs': kwargs, 'num_classes': data.num_classes,
+            'input_shape': list(data.input_shape), 'task': spec.target.to_dict(),
+            'run_id': spec.run_id}
+    save_checkpoint(store.checkpoint_dir(spec.run_id),
+                    {'params': state.params, 'batch_stats': state.batch_stats}, meta)
+  record['wall_time_s'] = round(time.time() - start, 3)
+  store.write_record(record)
+  return record

@@ -1,0 +1,208 @@
+"""Sweep files: a Python file whose ``get_config(arg=None)`` returns a locked ConfigDict.
+
+A sweep config says which model, task pairs, conditions, n, seeds and training budget to run;
+:func:`expand` turns it into the list of :class:`harness.runs.RunSpec`, sources before the
+runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented example):
+
+  name, model, model_kwargs, pairs (list of task-pair dicts, see ``harness.tasks``),
+  directions ('AB': A is the source and B the target; 'BA' the reverse), seeds (int: range, or
+  list), conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
+  train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
+  eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
+  transfer run instead of pretraining one), data_dir.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import ml_collections
+
+from harness import models, runs, tasks, transfer
+from harness.errors import UserError
+
+SWEEPS_DIR = pathlib.Path(__file__).resolve().parent.parent / 'sweeps'
+
+
+def resolve_sweep_path(sweep: str) -> pathlib.Path:
+  """A sweep given by path, or by name (``quickstart`` -> ``sweeps/quickstart.py``)."""
+  path = pathlib.Path(sweep)
+  candidates = [path, pathlib.Path.cwd() / 'sweeps' / f'{sweep}.py', SWEEPS_DIR / f'{sweep}.py']
+  for candidate in candidates:
+    if candidate.is_file():
+      return candidate
+  known = sorted(p.stem for p in SWEEPS_DIR.glob('*.py') if not p.stem.startswith('_'))
+  raise UserError(f"sweep '{sweep}' not found: give a path to a sweep file or one of {', '.join(known)}")
+
+
+def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """Imports a sweep file as a module and returns its locked ``get_config(arg)``.
+
+  Raises:
+    UserError: missing file, syntax error, or no ``get_config``.
+  """
+  path = resolve_sweep_path(sweep)
+  module_name = f'transferbench_sweep_{path.stem}'
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UserError(f'sweep file {path} has a syntax error at line {e.lineno}: {e.msg}; fix the file') from None
+  if not hasattr(module, 'get_config'):
+    raise UserError(f'sweep file {path} defines no get_config(): add one that returns a ConfigDict')
+  config = module.get_config(arg) if arg is not None else module.get_config()
+  config.lock()
+  return config
+
+
+def _parse_value(text: str) -> Any:
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # A bare string, e.g. --config.model=cnn/small
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+  """Applies ``--config.a.b=value`` overrides (values parsed as Python literals where possible).
+
+  Raises:
+    UserError: malformed override, unknown field (the config is locked), or a wrong type.
+  """
+  config = config.copy_and_resolve_references()
+  for item in overrides:
+    if not item.startswith('--config.') or '=' not in item:
+      raise UserError(f"bad override '{item}': write --config.FIELD=VALUE, e.g. --config.seeds=5")
+    key, value = item[len('--config.'):].split('=', 1)
+    parent, _, leaf = key.rpartition('.')
+    try:
+      node = config
+      for part in filter(None, parent.split('.')):
+        node = node[part]
+      old = node[leaf]
+      new = _parse_value(value)
+      if isinstance(old, tuple) and isinstance(new, list):
+        new = tuple(new)
+      if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+        new = float(new)
+      node[leaf] = new
+    except (KeyError, AttributeError):
+      raise UserError(f"unknown config field '{key}' in sweep '{config.get('name', '?')}': "
+                      f"fields are {', '.join(sorted(config.keys()))}") from None
+    except TypeError as e:
+      raise UserError(f"bad value for --config.{key}: {e}") from None
+  return config
+
+
+def _seeds(value) -> list[int]:
+  return list(range(value)) if isinstance(value, int) else [int(s) for s in value]
+
+
+def _to_plain(value):
+  if isinstance(value, ml_collections.ConfigDict):
+    return {k: _to_plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_to_plain(v) for v in value]
+  return value
+
+
+def _freeze(d: dict) -> tuple:
+  return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
+
+
+def _num_layers(config) -> int:
+  # Depth does not depend on the number of classes: build with a placeholder head.
+  return models.build_model(config.model, 2, **_to_plain(config.model_kwargs)).num_layers
+
+
+def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
+  """All runs of a sweep, each once, every source run before the runs that copy from it.
+
+  Args:
+    config: a sweep config (after overrides).
+
+  Returns:
+    The run specs; scratch runs (base nets, which are also the source networks) come first.
+
+  Raises:
+    UserError: unknown condition, n out of range, bad task pair, a missing checkpoint...
+  """
+  num_layers = _num_layers(config)
+  ns = list(config.n_layers) or list(range(1, num_layers))
+  for condition in config.conditions:
+    for n in ns:
+      transfer.validate(condition, n, False, num_layers)
+  if config.source_checkpoint and 'selffer' in config.conditions:
+    raise UserError('selffer needs base nets trained by the sweep: drop it from conditions when '
+                    'source_checkpoint is set (transfer runs then copy from the checkpoint)')
+  common = dict(model=config.model, model_kwargs=_freeze(_to_plain(config.model_kwargs)),
+                train=_freeze(_to_plain(config.train)))
+  scratch_runs, transfer_runs = {}, {}
+  for pair in _to_plain(config.pairs):
+    task_a, task_b = tasks.make_task_pair(pair)
+    label = f'{task_a.name}|{task_b.name}'
+    for direction in config.directions:
+      if direction not in ('AB', 'BA'):
+        raise UserError(f"unknown direction '{direction}': use 'AB' (A -> B) or 'BA' (B -> A)")
+      source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
+      for seed in _seeds(config.seeds):
+        base = lambda task: runs.RunSpec(condition='scratch', n_layers=0, fine_tuned=False,
+                                         seed=seed, target=task, pair=label, **common)
+        base_target = base(target_task)
+        scratch_runs[base_target.run_id] = base_target
+        sources = {'selffer': (target_task, base_target)}
+        if 'transfer' in config.conditions and not config.source_checkpoint:
+          base_source = base(source_task)
+          scratch_runs[base_source.run_id] = base_source
+          sources['transfer'] = (source_task, base_source)
+        for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
+          transfer_runs[spec.run_id] = spec
+  return list(scratch_runs.values()) + list(transfer_runs.values())
+
+
+def _condition_runs(config, ns, seed, target_task, sources, label, common):
+  """The selffer / transfer / random_frozen runs of one (direction, seed)."""
+  for condition in config.conditions:
+    for n in ns:
+      for fine_tuned in config.fine_tune:
+        if condition == 'random_frozen' and fine_tuned:
+          continue  # Not a condition: fine-tuning random frozen layers is just scratch.
+        source_task, source_run = sources.get(condition, (None, None))
+        from_checkpoint = condition == 'transfer' and bool(config.source_checkpoint)
+        yield runs.RunSpec(
+            condition=condition, n_layers=n, fine_tuned=fine_tuned, seed=seed, target=target_task,
+            source=source_task, source_run=source_run.run_id if source_run else None,
+            source_checkpoint=str(pathlib.Path(config.source_checkpoint).absolute()) if from_checkpoint else None,
+            pair=label, **common)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by sweep files; a sweep file starts from this and changes what it needs."""
+  c = ml_collections.ConfigDict()
+  c.name = 'sweep'
+  c.model = 'mlp/3x256'
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.pairs = [dict(kind='random_halves', dataset='mnist', split_seed=0)]
+  c.directions = ('AB',)
+  c.seeds = 3
+  c.conditions = ('selffer', 'transfer', 'random_frozen')
+  c.fine_tune = (False, True)
+  c.n_layers = ()
+  c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
+  c.source_checkpoint = ''
+  c.data_dir = ''
+  return c
+
+
+def sweep_name(config, path: str) -> str:
+  return config.get('name') or pathlib.Path(path).stem
+
+
+if __name__ == '__main__':  # pragma: no cover - debugging helper
+  cfg = load_sweep(sys.argv[1])
+  for s in expand(cfg):
+    print(s.run_id, s.describe())

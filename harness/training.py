@@ -1,0 +1,255 @@
+"""Jit-compiled training of one run: optimizer, pure train step, evaluation schedule, loop.
+
+Freezing is a mask on the optimizer's output, applied *after* weight decay (as in big_vision),
+so a frozen parameter gets neither a gradient update nor weight decay and stays bit-identical.
+The masks, the learning rate schedule's position and the PRNG key are data in
+:class:`TrainState`, never program structure: the step compiles once per (model, optimizer,
+batch shape) and serves every condition, n and seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from harness import transfer
+
+
+class Diverged(Exception):
+  """The loss became NaN or infinite; ``step`` is the first evaluation that saw it."""
+
+  def __init__(self, step: int):
+    super().__init__(f'loss is not finite at step {step}')
+    self.step = step
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; donated to each step)."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  trainable: Any        # per-leaf float mask over params: 1 = updated
+  stats_trainable: Any  # per-leaf float mask over batch_stats: 1 = running averages updated
+  frozen: jax.Array     # per-layer vector (L,): 1 = frozen (batch norm uses running stats)
+  rng: jax.Array        # dropout key; folded with the step inside the step
+
+
+@functools.lru_cache(maxsize=None)
+def make_optimizer(lr: float, momentum: float, weight_decay: float, lr_decay_every: int = 0,
+                   lr_decay_factor: float = 0.1) -> optax.GradientTransformation:
+  """SGD with momentum, L2 weight decay on kernels only, optional step decay (Caffe's "step").
+
+  Cached by its hyper-parameters so that equal configs share one object and one compilation.
+
+  Args:
+    lr: base learning rate.
+    momentum: SGD momentum (0 for plain SGD).
+    weight_decay: coefficient of the decay added to kernel gradients (biases and batch-norm
+      scales are not decayed, as in Caffe's reference nets with ``decay_mult: 0`` for biases).
+    lr_decay_every: multiply the learning rate by ``lr_decay_factor`` every so many steps
+      (0 = constant).
+    lr_decay_factor: the step-decay factor.
+
+  Returns:
+    The optax transformation.
+  """
+  schedule = (optax.exponential_decay(lr, lr_decay_every, lr_decay_factor, staircase=True)
+              if lr_decay_every else lr)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
+                     optax.sgd(schedule, momentum=momentum or None))
+
+
+def create_state(variables: Mapping[str, Any], plan: transfer.Plan, names: Sequence[str],
+                 tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  """Starting state of a run.
+
+  Args:
+    variables: the target network's starting ``{'params', 'batch_stats'}`` (after copying).
+    plan: the condition's per-layer flags.
+    names: the model's layer names.
+    tx: the optimizer.
+    rng: key for dropout.
+
+  Returns:
+    The :class:`TrainState` at step 0.
+  """
+  # Own copies: the state is donated to the step, and copied layers alias the source network's
+  # arrays, which later runs of the sweep copy again.
+  params = jax.tree.map(jnp.array, variables['params'])
+  batch_stats = jax.tree.map(jnp.array, variables['batch_stats'])
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+      opt_state=tx.init(params), trainable=transfer.leaf_mask(params, names, plan.train),
+      stats_trainable=transfer.leaf_mask(batch_stats, names, plan.train),
+      frozen=jnp.asarray(plan.frozen), rng=rng)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, idx: jax.Array, *,
+               model: nn.Module, tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One SGD step on the examples ``idx`` of the device-resident training set.
+
+  Args:
+    state: current state (donated).
+    x_all, y_all: the whole training set, on device.
+    idx: int32 (batch,) indices of this step's examples.
+    model: the flax module (static).
+    tx: the optimizer (static).
+
+  Returns:
+    The new state and ``{'loss': ...}``.
+  """
+  x, y = x_all[idx], y_all[idx]
+  rng = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    logits, updated = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True, frozen=state.frozen,
+        mutable=['batch_stats'], rngs={'dropout': rng})
+    return cross_entropy(logits, y), updated.get('batch_stats', {})
+
+  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  # Frozen = no update and no weight decay: the mask comes after the whole optimizer chain.
+  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u, jnp.zeros_like(u)), updates, state.trainable)
+  params = optax.apply_updates(state.params, updates)
+  # Batch-norm running statistics of frozen layers stay as copied.
+  new_stats = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
+                           new_stats, state.batch_stats, state.stats_trainable)
+  return state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
+                       opt_state=opt_state), {'loss': loss}
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_train_step(model: nn.Module, tx: optax.GradientTransformation) -> Callable:
+  """The jitted step for a (model, optimizer) pair; cached so a sweep compiles it once."""
+  return jax.jit(functools.partial(train_step, model=model, tx=tx), donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_eval(model: nn.Module) -> Callable:
+  """Jitted evaluation of one padded batch: (sum of losses, number correct) over valid rows."""
+
+  def evaluate(variables, x, y, valid):
+    logits = model.apply(variables, x, train=False)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    correct = (jnp.argmax(logits, -1) == y)
+    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(jnp.where(valid, correct, 0))
+
+  return jax.jit(evaluate)
+
+
+def evaluate(model: nn.Module, state: TrainState, x: jax.Array, y: jax.Array,
+             batch_size: int = 1000) -> tuple[float, float]:
+  """Accuracy and mean cross-entropy on a whole (device-resident) test set.
+
+  Args:
+    model: the flax module.
+    state: the state to evaluate.
+    x, y: the test set, on device.
+    batch_size: evaluation batch size (the last batch is padded and masked).
+
+  Returns:
+    ``(accuracy, loss)`` as Python floats.
+  """
+  fn = compiled_eval(model)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  n = x.shape[0]
+  batch_size = min(batch_size, n)
+  total_loss, total_correct = 0.0, 0
+  for start in range(0, n, batch_size):
+    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    valid = jnp.ones(xb.shape[0], bool)
+    if xb.shape[0] < batch_size:  # Pad to one shape: one compilation.
+      pad = batch_size - xb.shape[0]
+      xb = jnp.concatenate([xb, jnp.zeros((pad, *xb.shape[1:]), xb.dtype)])
+      yb = jnp.concatenate([yb, jnp.zeros((pad,), yb.dtype)])
+      valid = jnp.concatenate([valid, jnp.zeros(pad, bool)])
+    loss, correct = fn(variables, xb, yb, valid)
+    total_loss += float(loss)
+    total_correct += int(correct)
+  return total_correct / n, total_loss / n
+
+
+def eval_steps(total_steps: int, every: int) -> list[int]:
+  """Evaluation schedule, dense early so that start and slope can be measured.
+
+  Step 0 (before training), then powers of two below ``every``, then every ``every`` steps, and
+  always the last step: e.g. ``eval_steps(1000, 100) == [0, 1, 2, 4, ..., 64, 100, 200, ..., 1000]``.
+
+  Args:
+    total_steps: number of training steps.
+    every: spacing of the regular evaluations.
+
+  Returns:
+    Sorted, unique steps in ``[0, total_steps]``.
+  """
+  every = max(1, min(every, total_steps)) if total_steps else 1
+  powers = [2 ** i for i in range(int(math.log2(every)) + 1) if 2 ** i < every]
+  regular = list(range(every, total_steps + 1, every))
+  return sorted({0, *powers, *regular, total_steps})
+
+
+def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+  """Endless minibatch indices: a fresh permutation each epoch, batches never straddle epochs."""
+  if batch_size > num_examples:
+    batch_size = num_examples
+  while True:
+    perm = rng.permutation(num_examples).astype(np.int32)
+    for start in range(0, num_examples - batch_size + 1, batch_size):
+      yield perm[start:start + batch_size]
+
+
+def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainState,
+               train_data: tuple[jax.Array, jax.Array], test_data: tuple[jax.Array, jax.Array], *,
+               steps: int, batch_size: int, eval_every: int, data_rng: np.random.Generator,
+               on_eval: Callable[[dict], None] | None = None) -> tuple[TrainState, list[dict]]:
+  """Trains for ``steps`` steps, evaluating on the test set at :func:`eval_steps`.
+
+  Args:
+    model, tx: the module and optimizer.
+    state: the starting state.
+    train_data, test_data: ``(x, y)`` device arrays.
+    steps, batch_size, eval_every: the budget and schedule.
+    data_rng: numpy generator for the batch order (same for every condition of a seed/task).
+    on_eval: called with each curve point as it is measured (progress display).
+
+  Returns:
+    The final state and the curve: a list of ``{'step', 'accuracy', 'loss', 'train_loss'}``.
+
+  Raises:
+    Diverged: a non-finite loss was seen at an evaluation.
+  """
+  step_fn = compiled_train_step(model, tx)
+  schedule = set(eval_steps(steps, eval_every))
+  batches = batch_indices(train_data[0].shape[0], batch_size, data_rng)
+  curve, train_loss = [], float('nan')
+  for step in range(steps + 1):
+    if step in schedule:
+      accuracy, loss = evaluate(model, state, *test_data)
+      if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):
+        raise Diverged(step)
+      point = {'step': step, 'accuracy': accuracy, 'loss': loss, 'train_loss': train_loss}
+      curve.append(point)
+      if on_eval:
+        on_eval(point)
+    if step == steps:
+      break
+    state, metrics = step_fn(state, *train_data, jnp.asarray(next(batches)))
+    if step + 1 in schedule:
+      train_loss = float(metrics['loss'])
+  return state, curve

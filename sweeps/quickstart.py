@@ -1,0 +1,40 @@
+"""Quickstart: layer-wise transfer between random halves of MNIST (Yosinski et al. 2014, small).
+
+Task A = 5 MNIST digits, task B = the other 5 (a seeded random split). Base nets baseA/baseB
+(scratch), then for every n = 1..3: selffer BnB and BnB+, transfer AnB and AnB+, and the
+random-frozen-features control, for 3 seeds: 51 runs of an MLP with 3 hidden layers.
+
+Command:
+  transferbench run quickstart            # results in results/quickstart/
+  transferbench analyze results/quickstart
+
+Runtime: RUNTIME_PLACEHOLDER
+Expected numbers: EXPECTED_PLACEHOLDER
+"""
+
+from harness.sweeps import base_config
+
+
+def get_config(arg=None):
+  """Returns the quickstart sweep; ``arg='tiny'`` shrinks it for the test suite."""
+  c = base_config()
+  c.name = 'quickstart'
+  c.model = 'mlp/3x256'
+  c.pairs = [dict(kind='random_halves', dataset='mnist', split_seed=0)]
+  c.directions = ('AB',)
+  c.seeds = 3
+  c.conditions = ('selffer', 'transfer', 'random_frozen')
+  c.fine_tune = (False, True)
+  c.train.steps = 300
+  c.train.batch_size = 64
+  c.train.lr = 0.05
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-4
+  c.train.eval_every = 25
+  if arg == 'tiny':  # Same code path, a few seconds: used by tests/test_quickstart.py.
+    c.model = 'mlp'
+    c.model_kwargs = dict(hidden=(32, 32))
+    c.seeds = 2
+    c.train.steps = 20
+    c.train.eval_every = 10
+  return c

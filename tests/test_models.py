@@ -1,0 +1,55 @@
+"""Models: ordered named layers, parameter counts, batch-norm statistics owned by their layer."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from harness import models
+from harness.errors import UserError
+
+
+@pytest.mark.parametrize('name, shape, depth', [
+    ('mlp/3x256', (28, 28, 1), 4),
+    ('cnn/small', (28, 28, 1), 8),
+    ('resnet/tiny', (28, 28, 1), 4),
+])
+def test_layers_are_named_in_order_and_head_last(name, shape, depth):
+  model = models.build_model(name, 5)
+  variables = models.init_variables(model, jax.random.key(0), shape)
+  names = models.layer_names(model.num_layers)
+  assert model.num_layers == depth
+  assert names[-1] == 'head' and names[:2] == ('layer1', 'layer2')
+  assert set(variables['params']) == set(names)
+  assert variables['params']['head']['kernel'].shape[-1] == 5
+  logits = model.apply(variables, jnp.zeros((3, *shape)), train=False)
+  assert logits.shape == (3, 5)
+
+
+def test_mlp_parameter_count():
+  model = models.build_model('mlp', 10, hidden=(16, 8))
+  variables = models.init_variables(model, jax.random.key(0), (4, 4, 1))
+  count = sum(x.size for x in jax.tree.leaves(variables['params']))
+  assert count == (16 * 16 + 16) + (16 * 8 + 8) + (8 * 10 + 10)
+
+
+def test_alexnet_matches_the_caffe_reference_net():
+  """Yosinski's net: 5 convs + 2 fc + head = 8 layers, ~61M parameters for 1000 classes."""
+  model = models.build_model('alexnet', 1000)
+  shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (227, 227, 3)))
+  count = sum(x.size for x in jax.tree.leaves(shapes['params']))
+  assert model.num_layers == 8
+  assert shapes['params']['layer6']['kernel'].shape == (6 * 6 * 256, 4096)  # pool5 is 6x6x256
+  assert 58e6 < count < 63e6  # Krizhevsky's ungrouped net: 62.4M; Caffe's grouped: 61M.
+
+
+def test_batch_norm_statistics_belong_to_their_layer():
+  model = models.build_model('resnet/tiny', 3)
+  variables = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  assert set(variables['batch_stats']) == {'layer1', 'layer2', 'layer3'}  # not the head
+
+
+def test_unknown_model_and_option_are_user_errors():
+  with pytest.raises(UserError, match="unknown model 'vgg'"):
+    models.build_model('vgg', 10)
+  with pytest.raises(UserError, match='no option'):
+    models.build_model('mlp', 10, depth=3)

@@ -1,0 +1,140 @@
+"""Transfer mechanics: plans, copying, masked optimizer (frozen = no update and no weight decay)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from harness import models, training, transfer
+from harness.errors import UserError
+
+
+def _leaves_equal(a, b):
+  return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize('condition, n, ft, copy, train', [
+    ('scratch', 0, False, [0, 0, 0, 0], [1, 1, 1, 1]),
+    ('selffer', 2, False, [1, 1, 0, 0], [0, 0, 1, 1]),
+    ('transfer', 3, False, [1, 1, 1, 0], [0, 0, 0, 1]),
+    ('transfer', 1, True, [1, 0, 0, 0], [1, 1, 1, 1]),
+    ('random_frozen', 2, False, [0, 0, 0, 0], [0, 0, 1, 1]),
+])
+def test_plans(condition, n, ft, copy, train):
+  plan = transfer.make_plan(condition, n, ft, num_layers=4)
+  np.testing.assert_array_equal(plan.copy, copy)
+  np.testing.assert_array_equal(plan.train, train)
+
+
+@pytest.mark.parametrize('condition, n, ft, message', [
+    ('transfer', 4, False, 'n=4 is out of range'),   # n = L would copy the head
+    ('selffer', 0, False, 'n=0 is out of range'),
+    ('random_frozen', 1, True, 'no fine-tuned version'),
+    ('frozen', 1, False, "unknown condition 'frozen'"),
+])
+def test_invalid_conditions(condition, n, ft, message):
+  with pytest.raises(UserError, match=message):
+    transfer.make_plan(condition, n, ft, num_layers=4)
+
+
+def _setup(name='resnet/tiny', shape=(8, 8, 1)):
+  model = models.build_model(name, 3)
+  names = models.layer_names(model.num_layers)
+  init = models.init_variables(model, jax.random.key(0), shape)
+  source = models.init_variables(models.build_model(name, 7), jax.random.key(1), shape)
+  return model, names, init, source
+
+
+def test_copied_layers_equal_source_and_head_is_never_copied():
+  model, names, init, source = _setup()
+  plan = transfer.make_plan('transfer', model.num_layers - 1, False, model.num_layers)
+  combined = transfer.combine(init, source, plan, names)
+  for layer in names[:-1]:
+    assert _leaves_equal(combined['params'][layer], source['params'][layer])
+    assert _leaves_equal(combined['batch_stats'][layer], source['batch_stats'][layer])
+  assert _leaves_equal(combined['params']['head'], init['params']['head'])
+  assert combined['params']['head']['kernel'].shape[-1] == 3  # the source head has 7 classes
+
+
+def test_layers_not_copied_keep_the_target_init():
+  model, names, init, source = _setup()
+  plan = transfer.make_plan('selffer', 1, False, model.num_layers)
+  combined = transfer.combine(init, source, plan, names)
+  assert _leaves_equal(combined['params']['layer1'], source['params']['layer1'])
+  for layer in names[1:]:
+    assert _leaves_equal(combined['params'][layer], init['params'][layer])
+
+
+def test_copy_from_another_architecture_is_a_user_error():
+  model, names, init, _ = _setup()
+  other = models.init_variables(models.build_model('resnet/small', 3), jax.random.key(1), (8, 8, 1))
+  plan = transfer.make_plan('transfer', 1, False, model.num_layers)
+  with pytest.raises(UserError, match='another architecture'):
+    transfer.combine(init, other, plan, names)
+
+
+def _train(model, names, variables, plan, steps=5, weight_decay=5e-4, lr=0.1):
+  tx = training.make_optimizer(lr, 0.9, weight_decay)
+  state = training.create_state(variables, plan, names, tx, jax.random.key(2))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(64, 8, 8, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 3, 64), jnp.int32)
+  state, curve = training.train_loop(model, tx, state, (x, y), (x, y), steps=steps, batch_size=16,
+                                     eval_every=2, data_rng=rng)
+  return state, curve
+
+
+def test_frozen_layers_bit_identical_while_trained_layers_change():
+  model, names, init, source = _setup()
+  plan = transfer.make_plan('transfer', 2, False, model.num_layers)
+  start = transfer.combine(init, source, plan, names)
+  state, _ = _train(model, names, start, plan)
+  for layer in names[:2]:  # copied and frozen: weights and batch-norm statistics untouched
+    assert _leaves_equal(state.params[layer], start['params'][layer])
+    assert _leaves_equal(state.batch_stats[layer], start['batch_stats'][layer])
+  for layer in names[2:]:  # re-initialised and trained
+    assert not _leaves_equal(state.params[layer], start['params'][layer])
+
+
+def test_fine_tuned_copied_layers_change():
+  model, names, init, source = _setup()
+  plan = transfer.make_plan('transfer', 2, True, model.num_layers)
+  start = transfer.combine(init, source, plan, names)
+  state, _ = _train(model, names, start, plan)
+  for layer in names:
+    assert not _leaves_equal(state.params[layer], start['params'][layer])
+
+
+def test_weight_decay_never_touches_frozen_layers():
+  """With a zero learning signal (lr tiny) but a huge decay, only trainable kernels shrink."""
+  model = models.build_model('mlp', 3, hidden=(8, 8))
+  names = models.layer_names(model.num_layers)
+  init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  plan = transfer.make_plan('random_frozen', 1, False, model.num_layers)
+  tx = training.make_optimizer(1.0, 0.0, 0.5)  # update = -(grad + 0.5 * w)
+  state = training.create_state(init, plan, names, tx, jax.random.key(0))
+  zero_grads = jax.tree.map(jnp.zeros_like, state.params)
+  updates, _ = tx.update(zero_grads, state.opt_state, state.params)
+  masked = jax.tree.map(lambda u, m: jnp.where(m > 0, u, 0.0), updates, state.trainable)
+  assert _leaves_equal(masked['layer1'], jax.tree.map(jnp.zeros_like, init['params']['layer1']))
+  np.testing.assert_allclose(masked['layer2']['kernel'], -0.5 * init['params']['layer2']['kernel'])
+  np.testing.assert_array_equal(masked['layer2']['bias'], 0.0)  # biases are not decayed
+  # And through the real loop with a large decay: the frozen layer is bit-identical.
+  trained, _ = _train(model, names, init, plan, weight_decay=10.0, lr=0.01)
+  assert _leaves_equal(trained.params['layer1'], init['params']['layer1'])
+
+
+def test_eval_schedule_is_dense_early():
+  assert training.eval_steps(1000, 100) == [0, 1, 2, 4, 8, 16, 32, 64] + list(range(100, 1001, 100))
+  assert training.eval_steps(10, 4) == [0, 1, 2, 4, 8, 10]
+  assert training.eval_steps(0, 4) == [0]
+
+
+def test_diverging_run_raises_with_step():
+  model = models.build_model('mlp', 3, hidden=(8,))
+  names = models.layer_names(model.num_layers)
+  init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  plan = transfer.make_plan('scratch', 0, False, model.num_layers)
+  with pytest.raises(training.Diverged) as e:
+    _train(model, names, init, plan, steps=50, lr=1e6)
+  assert 0 < e.value.step <= 50
