@@ -74,9 +74,7 @@ class RunSpec:
 
   def labels(self) -> dict:
     """The long-format columns that describe this run (see ``harness.results``)."""
-    source = {'scratch': 'none', 'random_frozen': 'random'}.get(self.condition)
-    if source is None:
-      source = self.source.name if self.source else pathlib.Path(self.source_checkpoint).name
+    source = {'scratch': 'none', 'random_frozen': 'random'}.get(self.condition, self.source and self.source.name)
     return {'condition': self.condition, 'n_layers': self.n_layers, 'fine_tuned': self.fine_tuned,
             'source': source, 'target': self.target.name, 'seed': self.seed, 'pair': self.pair,
             'examples_per_class': self.target.examples_per_class}
@@ -107,18 +105,24 @@ def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
   atomic_write_json(path / 'meta.json', meta)
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
-  """Loads ``(variables, meta)`` saved by :func:`save_checkpoint`.
+def load_checkpoint_meta(path: str | os.PathLike) -> dict:
+  """The metadata of a checkpoint saved by :func:`save_checkpoint` (cheap: no weights read).
 
   Raises:
     UserError: no checkpoint at ``path``.
   """
-  import orbax.checkpoint as ocp
   path = pathlib.Path(path).absolute()
-  if not (path / 'meta.json').exists() or not (path / 'state').is_dir():
+  if not (path / 'meta.json').is_file() or not (path / 'state').is_dir():
     raise UserError(f'no transferbench checkpoint at {path} (expected meta.json and state/): '
-                    'point source_checkpoint at a run\'s checkpoint/ directory')
-  meta = read_json(path / 'meta.json')
+                    "point source_checkpoint at a run's checkpoint/ directory")
+  return read_json(path / 'meta.json')
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+  """Loads ``(variables, meta)`` saved by :func:`save_checkpoint`."""
+  import orbax.checkpoint as ocp
+  meta = load_checkpoint_meta(path)
+  path = pathlib.Path(path).absolute()
   restored = ocp.StandardCheckpointer().restore(path / 'state')
   stats = restored.get('batch_stats', {})
   return {'params': restored['params'], 'batch_stats': {} if '_' in stats else stats}, meta
@@ -128,12 +132,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
 # Execution.
 
 @functools.lru_cache(maxsize=8)
-def device_task(spec: tasks.TaskSpec, data_dir: str | None) -> tuple[tasks.TaskData, tuple, tuple]:
-  """A task's data, with train and test arrays placed on the default device once per process."""
+def device_task(spec: tasks.TaskSpec, data_dir: str | None) -> tuple[tasks.TaskData, Any, Any]:
+  """A task's data, in-memory splits placed on the default device once per process.
+
+  Streamed splits (data sets too big for memory) stay random-access sources read batch by batch.
+  """
   data = tasks.load_task(spec, data_dir)
-  train = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
-  test = (jnp.asarray(data.x_test), jnp.asarray(data.y_test))
-  return data, train, test
+  place = lambda split: tuple(map(jnp.asarray, split)) if isinstance(split, tuple) else split
+  return data, place(data.train), place(data.test)
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,18 +160,24 @@ def environment() -> dict:
           'git_commit': commit}
 
 
+def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None:
+  """Raises a UserError if checkpoint metadata names another architecture than ``model``."""
+  if meta.get('model') != model or meta.get('model_kwargs') != json.loads(json.dumps(model_kwargs)):
+    raise UserError(f"checkpoint {path} is of model '{meta.get('model')}' {meta.get('model_kwargs')}, "
+                    f"but the sweep uses '{model}' {model_kwargs}: transfer needs the same architecture")
+
+
 def _source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwargs: dict) -> dict:
   """Loads the trained source network of a selffer/transfer run and checks its architecture."""
   path = spec.source_checkpoint or store.checkpoint_dir(spec.source_run)
   variables, meta = load_checkpoint(path)
-  if meta['model'] != model_name or meta['model_kwargs'] != json.loads(json.dumps(kwargs)):
-    raise UserError(f"checkpoint {path} is of model '{meta['model']}' {meta['model_kwargs']}, "
-                    f"but the sweep uses '{model_name}' {kwargs}: transfer needs the same architecture")
+  check_architecture(path, meta, model_name, kwargs)
   return variables
 
 
 def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
-                       on_eval: Callable[[dict], None] | None = None) -> dict:
+                       on_eval: Callable[[dict], None] | None = None,
+                       keep_weights: bool | None = None) -> dict:
   """Trains one run and writes its record (and, for scratch runs, its checkpoint).
 
   Args:
@@ -174,6 +186,8 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
       checkpoint from here (or from ``spec.source_checkpoint``).
     data_dir: TFDS data directory (None: the default).
     on_eval: called with each curve point as it is measured.
+    keep_weights: save the final weights as a checkpoint; default: scratch runs only (they are
+      the base nets and the source networks of transfers).
 
   Returns:
     The record written (``status`` is ``'complete'`` or ``'failed'``).
@@ -205,7 +219,9 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
     record.update(status='complete', curve=curve)
   except training.Diverged as e:
     record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=curve)
-  if record['status'] == 'complete' and spec.condition == 'scratch':
+  if keep_weights is None:
+    keep_weights = spec.condition == 'scratch'
+  if record['status'] == 'complete' and keep_weights:
     meta = {'model': spec.model, 'model_kwargs': kwargs, 'num_classes': data.num_classes,
             'input_shape': list(data.input_shape), 'task': spec.target.to_dict(),
             'run_id': spec.run_id}

@@ -5,8 +5,8 @@ A sweep config says which model, task pairs, conditions, n, seeds and training b
 runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented example):
 
   name, model, model_kwargs, pairs (list of task-pair dicts, see ``harness.tasks``),
-  directions ('AB': A is the source and B the target; 'BA' the reverse), seeds (int: range, or
-  list), conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
+  directions ('AB': A is the source and B the target; 'BA' the reverse), seeds (how many) and
+  first_seed, conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
   transfer run instead of pretraining one), data_dir.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import pathlib
-import sys
 from typing import Any, Sequence
 
 import ml_collections
@@ -98,10 +97,6 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
   return config
 
 
-def _seeds(value) -> list[int]:
-  return list(range(value)) if isinstance(value, int) else [int(s) for s in value]
-
-
 def _to_plain(value):
   if isinstance(value, ml_collections.ConfigDict):
     return {k: _to_plain(v) for k, v in value.items()}
@@ -114,9 +109,9 @@ def _freeze(d: dict) -> tuple:
   return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
-def _num_layers(config) -> int:
+def _num_layers(model: str, model_kwargs: dict) -> int:
   # Depth does not depend on the number of classes: build with a placeholder head.
-  return models.build_model(config.model, 2, **_to_plain(config.model_kwargs)).num_layers
+  return models.build_model(model, 2, **model_kwargs).num_layers
 
 
 def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
@@ -131,7 +126,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   Raises:
     UserError: unknown condition, n out of range, bad task pair, a missing checkpoint...
   """
-  num_layers = _num_layers(config)
+  model_kwargs = _to_plain(config.model_kwargs)
+  head_classes = model_kwargs.pop('num_classes', None)  # The head is sized from the task.
+  num_layers = _num_layers(config.model, model_kwargs)
   ns = list(config.n_layers) or list(range(1, num_layers))
   for condition in config.conditions:
     for n in ns:
@@ -139,23 +136,35 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   if config.source_checkpoint and 'selffer' in config.conditions:
     raise UserError('selffer needs base nets trained by the sweep: drop it from conditions when '
                     'source_checkpoint is set (transfer runs then copy from the checkpoint)')
-  common = dict(model=config.model, model_kwargs=_freeze(_to_plain(config.model_kwargs)),
+  checkpoint_task = None
+  if config.source_checkpoint:  # Pre-trained-Model approach; checked before training anything.
+    meta = runs.load_checkpoint_meta(config.source_checkpoint)
+    runs.check_architecture(config.source_checkpoint, meta, config.model, model_kwargs)
+    checkpoint_task = tasks.TaskSpec.from_dict(meta['task'])
+  common = dict(model=config.model, model_kwargs=_freeze(model_kwargs),
                 train=_freeze(_to_plain(config.train)))
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
-    task_a, task_b = tasks.make_task_pair(pair)
+    task_a, task_b = tasks.make_task_pair(pair, config.data_dir or None)
     label = f'{task_a.name}|{task_b.name}'
+    for task in (task_a, task_b):
+      if head_classes is not None and head_classes != len(task.classes):
+        raise UserError(
+            f'class count mismatch: model_kwargs.num_classes={head_classes} but task {task.name} has '
+            f'{len(task.classes)} classes; remove num_classes (the head is sized from each task)')
     for direction in config.directions:
       if direction not in ('AB', 'BA'):
         raise UserError(f"unknown direction '{direction}': use 'AB' (A -> B) or 'BA' (B -> A)")
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
-      for seed in _seeds(config.seeds):
+      for seed in range(config.first_seed, config.first_seed + config.seeds):
         base = lambda task: runs.RunSpec(condition='scratch', n_layers=0, fine_tuned=False,
                                          seed=seed, target=task, pair=label, **common)
         base_target = base(target_task)
         scratch_runs[base_target.run_id] = base_target
         sources = {'selffer': (target_task, base_target)}
-        if 'transfer' in config.conditions and not config.source_checkpoint:
+        if checkpoint_task:
+          sources['transfer'] = (checkpoint_task, None)
+        elif 'transfer' in config.conditions:
           base_source = base(source_task)
           scratch_runs[base_source.run_id] = base_source
           sources['transfer'] = (source_task, base_source)
@@ -188,7 +197,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_kwargs = ml_collections.ConfigDict()
   c.pairs = [dict(kind='random_halves', dataset='mnist', split_seed=0)]
   c.directions = ('AB',)
-  c.seeds = 3
+  c.seeds = 3       # how many seeds: first_seed, first_seed + 1, ...
+  c.first_seed = 0
   c.conditions = ('selffer', 'transfer', 'random_frozen')
   c.fine_tune = (False, True)
   c.n_layers = ()
@@ -196,13 +206,3 @@ def base_config() -> ml_collections.ConfigDict:
   c.source_checkpoint = ''
   c.data_dir = ''
   return c
-
-
-def sweep_name(config, path: str) -> str:
-  return config.get('name') or pathlib.Path(path).stem
-
-
-if __name__ == '__main__':  # pragma: no cover - debugging helper
-  cfg = load_sweep(sys.argv[1])
-  for s in expand(cfg):
-    print(s.run_id, s.describe())

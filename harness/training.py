@@ -99,21 +99,19 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, idx: jax.Array, *,
-               model: nn.Module, tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-  """One SGD step on the examples ``idx`` of the device-resident training set.
+def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Module,
+               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One SGD step on a batch.
 
   Args:
     state: current state (donated).
-    x_all, y_all: the whole training set, on device.
-    idx: int32 (batch,) indices of this step's examples.
+    x, y: the batch.
     model: the flax module (static).
     tx: the optimizer (static).
 
   Returns:
     The new state and ``{'loss': ...}``.
   """
-  x, y = x_all[idx], y_all[idx]
   rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
@@ -134,10 +132,24 @@ def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, idx: jax.A
                        opt_state=opt_state), {'loss': loss}
 
 
+def gather_train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, idx: jax.Array, *,
+                      model: nn.Module, tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """:func:`train_step` on examples ``idx`` of a device-resident training set (no host copies)."""
+  return train_step(state, x_all[idx], y_all[idx], model=model, tx=tx)
+
+
 @functools.lru_cache(maxsize=None)
-def compiled_train_step(model: nn.Module, tx: optax.GradientTransformation) -> Callable:
-  """The jitted step for a (model, optimizer) pair; cached so a sweep compiles it once."""
-  return jax.jit(functools.partial(train_step, model=model, tx=tx), donate_argnums=0)
+def compiled_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                        resident: bool = True) -> Callable:
+  """The jitted step for a (model, optimizer) pair; cached so a sweep compiles it once.
+
+  Args:
+    model, tx: static parts of the step.
+    resident: True: ``step(state, x_all, y_all, idx)`` gathers from device-resident data;
+      False: ``step(state, x, y)`` takes a batch prepared on the host (data too big for memory).
+  """
+  fn = gather_train_step if resident else train_step
+  return jax.jit(functools.partial(fn, model=model, tx=tx), donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,26 +165,43 @@ def compiled_eval(model: nn.Module) -> Callable:
   return jax.jit(evaluate)
 
 
-def evaluate(model: nn.Module, state: TrainState, x: jax.Array, y: jax.Array,
-             batch_size: int = 1000) -> tuple[float, float]:
-  """Accuracy and mean cross-entropy on a whole (device-resident) test set.
+def _num_examples(data) -> int:
+  return data[0].shape[0] if isinstance(data, tuple) else len(data)
+
+
+def _source_batch(source, idx: np.ndarray):
+  """Examples ``idx`` of a random-access source (host data), placed on the device."""
+  x, y = source.get_batch(idx)
+  return jnp.asarray(x), jnp.asarray(y)
+
+
+def _slice(data, start: int, stop: int):
+  """Rows ``start:stop`` of device arrays ``(x, y)`` or of a random-access source."""
+  if isinstance(data, tuple):
+    return data[0][start:stop], data[1][start:stop]
+  return _source_batch(data, np.arange(start, stop))
+
+
+def evaluate(model: nn.Module, state: TrainState, data, batch_size: int = 1000) -> tuple[float, float]:
+  """Accuracy and mean cross-entropy on a whole test set.
 
   Args:
     model: the flax module.
     state: the state to evaluate.
-    x, y: the test set, on device.
-    batch_size: evaluation batch size (the last batch is padded and masked).
+    data: the test set: device arrays ``(x, y)``, or a random-access source with ``len()`` and
+      ``get_batch(indices) -> (x, y)`` for data too big for memory.
+    batch_size: evaluation batch size (the last batch is padded and masked: one compilation).
 
   Returns:
     ``(accuracy, loss)`` as Python floats.
   """
   fn = compiled_eval(model)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  n = x.shape[0]
+  n = _num_examples(data)
   batch_size = min(batch_size, n)
   total_loss, total_correct = 0.0, 0
   for start in range(0, n, batch_size):
-    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    xb, yb = _slice(data, start, start + batch_size)
     valid = jnp.ones(xb.shape[0], bool)
     if xb.shape[0] < batch_size:  # Pad to one shape: one compilation.
       pad = batch_size - xb.shape[0]
@@ -215,7 +244,7 @@ def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator) 
 
 
 def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainState,
-               train_data: tuple[jax.Array, jax.Array], test_data: tuple[jax.Array, jax.Array], *,
+               train_data, test_data, *,
                steps: int, batch_size: int, eval_every: int, data_rng: np.random.Generator,
                on_eval: Callable[[dict], None] | None = None) -> tuple[TrainState, list[dict]]:
   """Trains for ``steps`` steps, evaluating on the test set at :func:`eval_steps`.
@@ -223,7 +252,8 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
   Args:
     model, tx: the module and optimizer.
     state: the starting state.
-    train_data, test_data: ``(x, y)`` device arrays.
+    train_data, test_data: ``(x, y)`` device arrays, or random-access sources (``len()``,
+      ``get_batch(indices)``) whose batches are prepared on the host.
     steps, batch_size, eval_every: the budget and schedule.
     data_rng: numpy generator for the batch order (same for every condition of a seed/task).
     on_eval: called with each curve point as it is measured (progress display).
@@ -234,13 +264,14 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
   Raises:
     Diverged: a non-finite loss was seen at an evaluation.
   """
-  step_fn = compiled_train_step(model, tx)
+  resident = isinstance(train_data, tuple)
+  step_fn = compiled_train_step(model, tx, resident)
   schedule = set(eval_steps(steps, eval_every))
-  batches = batch_indices(train_data[0].shape[0], batch_size, data_rng)
+  batches = batch_indices(_num_examples(train_data), batch_size, data_rng)
   curve, train_loss = [], float('nan')
   for step in range(steps + 1):
     if step in schedule:
-      accuracy, loss = evaluate(model, state, *test_data)
+      accuracy, loss = evaluate(model, state, test_data)
       if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):
         raise Diverged(step)
       point = {'step': step, 'accuracy': accuracy, 'loss': loss, 'train_loss': train_loss}
@@ -249,7 +280,9 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
         on_eval(point)
     if step == steps:
       break
-    state, metrics = step_fn(state, *train_data, jnp.asarray(next(batches)))
+    idx = next(batches)
+    batch = (*train_data, jnp.asarray(idx)) if resident else _source_batch(train_data, idx)
+    state, metrics = step_fn(state, *batch)
     if step + 1 in schedule:
       train_loss = float(metrics['loss'])
   return state, curve

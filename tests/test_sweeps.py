@@ -1,0 +1,211 @@
+"""End to end on real (small) data: sweeps expand, run, skip what is done, and fail clearly."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from harness import load_curves, models, runner, runs, sweeps, transfer
+from harness.cli import main
+from harness.errors import UserError
+from harness.results import CURVE_COLUMNS, ResultsStore
+
+
+def tiny_config(data_dir, **changes):
+  """A seconds-long sweep on sklearn's digits: MLP 64-16-16-head, 2 seeds, n = 1..2."""
+  c = sweeps.base_config()
+  c.name = 'tiny'
+  c.model = 'mlp'
+  c.model_kwargs = ml_collections.ConfigDict(dict(hidden=(16, 16)))
+  c.pairs = [dict(kind='random_halves', dataset='digits', split_seed=0)]
+  c.seeds = 2
+  c.train.steps = 12
+  c.train.batch_size = 32
+  c.train.lr = 0.1
+  c.train.eval_every = 4
+  c.data_dir = str(data_dir)
+  for key, value in changes.items():
+    c[key] = value
+  return c
+
+
+def test_expand_counts_orders_and_ids_are_deterministic(data_dir):
+  specs = sweeps.expand(tiny_config(data_dir))
+  # Per seed: baseB, baseA, then n in {1,2} x (selffer, selffer+, transfer, transfer+, random_frozen).
+  assert len(specs) == 2 * (2 + 2 * 5)
+  ids = [s.run_id for s in specs]
+  assert len(set(ids)) == len(ids)
+  assert ids == [s.run_id for s in sweeps.expand(tiny_config(data_dir))]
+  position = {s.run_id: i for i, s in enumerate(specs)}
+  for s in specs:
+    if s.source_run:
+      assert position[s.source_run] < position[s.run_id]
+      source = specs[position[s.source_run]]
+      assert source.condition == 'scratch' and source.seed == s.seed
+      assert source.target == (s.target if s.condition == 'selffer' else s.source)
+  # The spec decides the id: another seed or budget is another run.
+  other = sweeps.expand(tiny_config(data_dir, first_seed=5))
+  assert not set(ids) & {s.run_id for s in other}
+
+
+@pytest.fixture(scope='module')
+def swept(data_dir, tmp_path_factory):
+  results = tmp_path_factory.mktemp('tiny')
+  report = runner.run_sweep(tiny_config(data_dir), results, progress=False)
+  return results, report
+
+
+def test_sweep_writes_complete_records_and_long_curves(swept):
+  results, report = swept
+  assert report.failed == [] and report.completed == report.total == 24
+  curves = load_curves(results)
+  assert list(curves.columns[:len(CURVE_COLUMNS)]) == list(CURVE_COLUMNS)
+  assert curves.run_id.nunique() == 24
+  assert set(curves.condition) == {'scratch', 'selffer', 'transfer', 'random_frozen'}
+  assert curves.accuracy.between(0, 1).all()
+  assert (curves.loc[curves.condition == 'scratch', 'n_layers'] == 0).all()
+  assert set(curves.loc[curves.condition == 'random_frozen', 'source']) == {'random'}
+  steps = sorted(curves.step.unique())
+  assert steps == [0, 1, 2, 4, 8, 12]  # step 0 always, dense early
+  record = json.loads(next((results / 'runs').glob('*/record.json')).read_text())
+  assert {'spec', 'environment', 'status', 'curve', 'labels'} <= set(record)
+  assert record['environment']['jax'] == jax.__version__
+  # The base nets learn (digits halves are easy): well above the 20% chance level of 5 classes.
+  final = curves[curves.step == 12]
+  assert final[final.condition == 'scratch'].accuracy.mean() > 0.5
+
+
+def test_same_seed_conditions_share_initialisation(swept):
+  """At step 0 the head and re-initialised layers are the seed's scratch init: random_frozen at
+  step 0 is exactly the scratch network of its seed, so their step-0 accuracies are equal."""
+  curves = load_curves(swept[0])
+  start = curves[(curves.step == 0) & (curves.target.str.endswith('B0'))]
+  for seed, group in start.groupby('seed'):
+    scratch = group[group.condition == 'scratch'].accuracy.item()
+    assert np.allclose(group[group.condition == 'random_frozen'].accuracy, scratch)
+
+
+def test_rerun_skips_complete_runs(swept, data_dir):
+  results, _ = swept
+  before = {p: p.stat().st_mtime_ns for p in (results / 'runs').glob('*/record.json')}
+  report = runner.run_sweep(tiny_config(data_dir), results, progress=False)
+  assert report.skipped == report.total == 24 and report.completed == 0
+  assert before == {p: p.stat().st_mtime_ns for p in (results / 'runs').glob('*/record.json')}
+
+
+def test_interrupted_sweep_resumes_only_missing_runs(swept, data_dir, tmp_path):
+  results, _ = swept
+  import shutil
+  copy = tmp_path / 'copy'
+  shutil.copytree(results, copy)
+  victims = sorted((copy / 'runs').iterdir())[:3]
+  for victim in victims:
+    shutil.rmtree(victim)
+  report = runner.run_sweep(tiny_config(data_dir), copy, progress=False)
+  assert (report.completed, report.skipped) == (3, 21)
+  # Deterministic on CPU: the redone runs reproduce their curves exactly.
+  for victim in victims:
+    redone = json.loads((victim / 'record.json').read_text())['curve']
+    original = json.loads((results / 'runs' / victim.name / 'record.json').read_text())['curve']
+    assert redone == original
+
+
+def test_transfer_run_copies_and_freezes_source_layers(swept, data_dir):
+  results, _ = swept
+  store = ResultsStore(results)
+  spec = next(s for s in sweeps.expand(tiny_config(data_dir))
+              if s.condition == 'transfer' and s.n_layers == 2 and not s.fine_tuned)
+  scratch_store = ResultsStore(results.parent / 'keep')
+  scratch_store.runs_dir.mkdir(parents=True)
+  os.symlink(store.run_dir(spec.source_run), scratch_store.run_dir(spec.source_run))
+  runs.train_and_evaluate(spec, scratch_store, str(data_dir), keep_weights=True)
+  trained, _ = runs.load_checkpoint(scratch_store.checkpoint_dir(spec.run_id))
+  source, _ = runs.load_checkpoint(store.checkpoint_dir(spec.source_run))
+  for layer in ('layer1', 'layer2'):
+    for a, b in zip(jax.tree.leaves(trained['params'][layer]), jax.tree.leaves(source['params'][layer])):
+      np.testing.assert_array_equal(a, b)
+  assert trained['params']['head']['kernel'].shape == source['params']['head']['kernel'].shape
+  assert not np.allclose(trained['params']['head']['kernel'], source['params']['head']['kernel'])
+
+
+def test_checkpoint_of_another_architecture_is_refused(swept, data_dir):
+  results, _ = swept
+  store = ResultsStore(results)
+  base = next(s for s in sweeps.expand(tiny_config(data_dir)) if s.condition == 'scratch')
+  config = tiny_config(data_dir, conditions=('transfer',),
+                       source_checkpoint=str(store.checkpoint_dir(base.run_id)))
+  config.model_kwargs.hidden = (32, 32)
+  with pytest.raises(UserError, match='another architecture|same architecture'):
+    sweeps.expand(config)
+
+
+def test_pretrained_model_approach_transfers_from_a_checkpoint(swept, data_dir, tmp_path):
+  results, _ = swept
+  base = next(s for s in sweeps.expand(tiny_config(data_dir)) if s.condition == 'scratch')
+  checkpoint = ResultsStore(results).checkpoint_dir(base.run_id)
+  config = tiny_config(data_dir, conditions=('transfer',), fine_tune=(False,), seeds=1,
+                       source_checkpoint=str(checkpoint))
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  assert report.failed == [] and report.completed == 1 + 2  # baseB + AnB for n = 1, 2
+  curves = load_curves(tmp_path)
+  # The source is the checkpoint's own task (from its metadata), e.g. the first base net's.
+  assert set(curves[curves.condition == 'transfer'].source) == {base.target.name}
+
+
+def cli(args, capsys):
+  code = main(args)
+  out = capsys.readouterr()
+  return code, out.out, out.err
+
+
+@pytest.mark.parametrize('override, message', [
+    ("--config.pairs=[{'kind': 'random_halves', 'dataset': 'nosuchdata', 'split_seed': 0}]", "unknown data set 'nosuchdata'"),
+    ('--config.model=vgg16', "unknown model 'vgg16'"),
+    ('--config.n_layers=(3,)', 'n=3 is out of range'),
+    ("--config.conditions=('frozen',)", "unknown condition 'frozen'"),
+    ("--config.pairs=[{'kind': 'partition', 'dataset': 'digits', 'classes_a': [0, 1], 'classes_b': [2, 12]}]", '12'),
+    ('--config.seedz=3', "unknown config field 'seedz'"),
+])
+def test_bad_input_is_one_line_error_and_exit_2(override, message, data_dir, tmp_path, capsys):
+  sweep = tmp_path / 'tiny_sweep.py'
+  sweep.write_text(f'from tests.test_sweeps import tiny_config\ndef get_config():\n  return tiny_config({str(data_dir)!r})\n')
+  (tmp_path / 'results').mkdir()
+  (tmp_path / 'results' / 'keep.txt').write_text('precious')
+  code, out, err = cli(['run', str(sweep), '--results', str(tmp_path / 'results'), override], capsys)
+  assert code == 2
+  assert err.count('\n') == 1 and err.startswith('transferbench: error: ') and message in err
+  assert sorted(p.name for p in (tmp_path / 'results').iterdir()) == ['keep.txt']  # nothing touched
+
+
+def test_class_count_mismatch_is_a_user_error(data_dir):
+  config = tiny_config(data_dir)
+  config.model_kwargs = ml_collections.ConfigDict(dict(hidden=(16, 16), num_classes=10))
+  with pytest.raises(UserError, match='class count mismatch: model_kwargs.num_classes=10 but task'):
+    sweeps.expand(config)
+
+
+def test_sweep_file_with_syntax_error(tmp_path, capsys):
+  bad = tmp_path / 'bad.py'
+  bad.write_text('def get_config(:\n  pass\n')
+  code, _, err = cli(['run', str(bad)], capsys)
+  assert code == 2 and 'syntax error at line 1' in err and err.count('\n') == 1
+
+
+def test_corrupt_record_gives_clear_error_in_status_and_is_redone_by_run(swept, data_dir, tmp_path, capsys):
+  import shutil
+  copy = tmp_path / 'copy'
+  shutil.copytree(swept[0], copy)
+  record = sorted((copy / 'runs').glob('*/record.json'))[0]
+  record.write_text('{"run_id": "abc", "status": "comp')  # truncated by a crash of another tool
+  with pytest.raises(UserError, match='corrupt result file .*record.json'):
+    load_curves(copy)
+  code, out, _ = cli(['status', str(copy)], capsys)
+  assert code == 0 and '23 complete' in out and '1 corrupt' in out
+  report = runner.run_sweep(tiny_config(data_dir), copy, progress=False)
+  assert report.completed == 1
+  assert list(record.parent.glob('record.json.corrupt-*'))  # set aside, not deleted
+  assert load_curves(copy).run_id.nunique() == 24
