@@ -5,10 +5,18 @@ transfer, random_frozen) for one n, fine-tuned or not, and one seed. Its id is a
 resolved spec, which includes the id of its source run, so equal specs give equal ids on every
 machine, and a re-run of a sweep finds the runs already done.
 
-Shared initialisation: every network of seed ``s`` starts from ``init_variables(key(s))`` and
-sees its target's training batches in the order drawn from ``(s, target task)``. A transfer
-network therefore differs from the scratch network of its seed only in its copied layers and in
-which layers are frozen.
+Shared initialisation. Base nets (scratch runs, the sources of transfers) of seed ``s`` start
+from ``init_variables(key(s))``. Every *transferred* network of seed ``s`` (selffer, transfer,
+random_frozen, fine-tuned or not, every n) starts from one other draw,
+``init_variables(fold_in(key(s), 1))``, before its first n layers are copied. So BnB, AnB and the
+random-features control of one seed differ only in their first n layers (and in what is frozen),
+and every network sees its target's training batches in the order drawn from ``(s, target)``.
+
+Why not reuse the base net's own initial weights for the re-initialised layers: BnB's upper
+layers would then restart at exactly the values that its copied lower layers co-adapted with
+during baseB's training. We measured this: with a shared draw a BnB MLP on MNIST halves scored
+0.98 at step 0 with an *untrained* head, which hides the fragile co-adaptation that BnB exists
+to measure. Yosinski et al. re-initialise the upper layers randomly; so do we.
 """
 
 from __future__ import annotations
@@ -175,6 +183,32 @@ def _source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwarg
   return variables
 
 
+def init_key(seed: int, condition: str) -> jax.Array:
+  """Initial-weights key: base nets use ``key(seed)``, transferred networks an independent draw."""
+  key = jax.random.key(seed)
+  return key if condition == 'scratch' else jax.random.fold_in(key, 1)
+
+
+def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -> dict:
+  """A run's variables at step 0: its seed's initialisation with the first n layers copied.
+
+  Args:
+    spec: the run.
+    model: its flax module.
+    input_shape: one example's shape.
+    store: where the source run's checkpoint is (unless ``spec.source_checkpoint``).
+
+  Returns:
+    ``{'params': ..., 'batch_stats': ...}``.
+  """
+  names = models.layer_names(model.num_layers)
+  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+  init = models.init_variables(model, init_key(spec.seed, spec.condition), input_shape)
+  source = (_source_variables(spec, store, spec.model, dict(spec.model_kwargs))
+            if spec.condition in ('selffer', 'transfer') else None)
+  return transfer.combine(init, source, plan, names)
+
+
 def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
                        on_eval: Callable[[dict], None] | None = None,
                        keep_weights: bool | None = None) -> dict:
@@ -199,26 +233,22 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   model = models.build_model(spec.model, data.num_classes, **kwargs)
   names = models.layer_names(model.num_layers)
   plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
-  key = jax.random.key(spec.seed)
-  init = models.init_variables(model, key, data.input_shape)
-  source = (_source_variables(spec, store, spec.model, kwargs)
-            if spec.condition in ('selffer', 'transfer') else None)
-  variables = transfer.combine(init, source, plan, names)
+  variables = starting_variables(spec, model, data.input_shape, store)
   tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
                                hyper['lr_decay_every'], hyper['lr_decay_factor'])
-  state = training.create_state(variables, plan, names, tx, jax.random.fold_in(key, 1))
+  dropout_key = jax.random.fold_in(jax.random.key(spec.seed), 2)
+  state = training.create_state(variables, plan, names, tx, dropout_key)
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
   record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
             'environment': environment(), 'num_layers': model.num_layers, 'layer_names': names}
-  curve: list[dict] = []
   try:
     state, curve = training.train_loop(
         model, tx, state, train_data, test_data, steps=hyper['steps'],
         batch_size=hyper['batch_size'], eval_every=hyper['eval_every'], data_rng=data_rng,
-        on_eval=lambda p: (curve.append(p), on_eval and on_eval(p)))
+        on_eval=on_eval)
     record.update(status='complete', curve=curve)
   except training.Diverged as e:
-    record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=curve)
+    record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=e.curve)
   if keep_weights is None:
     keep_weights = spec.condition == 'scratch'
   if record['status'] == 'complete' and keep_weights:

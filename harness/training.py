@@ -26,9 +26,10 @@ from harness import transfer
 class Diverged(Exception):
   """The loss became NaN or infinite; ``step`` is the first evaluation that saw it."""
 
-  def __init__(self, step: int):
+  def __init__(self, step: int, curve: list[dict]):
     super().__init__(f'loss is not finite at step {step}')
     self.step = step
+    self.curve = curve  # the evaluations before divergence
 
 
 @flax.struct.dataclass
@@ -273,7 +274,7 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
     if step in schedule:
       accuracy, loss = evaluate(model, state, test_data)
       if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):
-        raise Diverged(step)
+        raise Diverged(step, curve)
       point = {'step': step, 'accuracy': accuracy, 'loss': loss, 'train_loss': train_loss}
       curve.append(point)
       if on_eval:
