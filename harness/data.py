@@ -124,7 +124,8 @@ class _EmbeddedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         features=tfds.features.FeaturesDict({
             'image': tfds.features.Tensor(shape=self.SHAPE, dtype=self.DTYPE),
             'label': tfds.features.ClassLabel(names=self.CLASS_NAMES)}),
-        supervised_keys=('image', 'label'))
+        supervised_keys=('image', 'label'),
+        disable_shuffling=True)  # Keep the source order: example i is the source's example i.
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing is downloaded: the data comes from installed packages.

@@ -1,0 +1,30 @@
+"""The quickstart sweep file, shrunk (get_config('tiny')), through the real CLI end to end."""
+
+import pandas as pd
+
+from harness import load_curves
+from harness.cli import main
+
+
+def test_quickstart_tiny_runs_end_to_end(data_dir, tmp_path, capsys):
+  results = tmp_path / 'quickstart'
+  code = main(['run', 'quickstart', '--arg', 'tiny', '--results', str(results),
+               '--data-dir', data_dir, '--no-progress'])
+  out = capsys.readouterr().out
+  assert code == 0
+  # 2 seeds x (baseA, baseB + n in {1, 2} x (BnB, BnB+, AnB, AnB+, random)) = 24 runs.
+  assert '24 runs: 24 trained, 0 already complete, 0 failed' in out
+  table = [line for line in out.splitlines() if line.startswith(('scratch', 'selffer', 'transfer', 'random'))]
+  assert len(table) == 2 + 2 * 5  # one line per condition, fine-tuning and n
+  assert any(line.startswith('transfer+') and 'mnist_A0 -> mnist_B0' in line for line in table)
+  curves = load_curves(results)
+  assert curves.run_id.nunique() == 24 and (curves.groupby('run_id').step.min() == 0).all()
+
+  # Re-running skips everything; then the analysis writes its tables and figures.
+  assert main(['run', 'quickstart', '--arg', 'tiny', '--results', str(results),
+               '--data-dir', data_dir, '--no-progress']) == 0
+  assert '0 trained, 24 already complete' in capsys.readouterr().out
+  assert main(['analyze', str(results), '--k', '3', '--n-boot', '200']) == 0
+  summary = pd.read_csv(results / 'analysis' / 'summary.csv')
+  assert {'transfer', 'selffer', 'random_frozen'} <= set(summary.condition)
+  assert (results / 'analysis' / 'figures' / 'fig2_accuracy_vs_n.png').stat().st_size > 10_000
