@@ -104,3 +104,9 @@ def test_standard_tfds_image_data_set_is_read_without_tensorflow(tmp_path):
   # The streamed path (used for imagenet2012) gives the same examples, labels read undecoded.
   np.testing.assert_array_equal(data.split_labels('tfds:tiny_images', 'train', str(tmp_path)), y)
   assert 'tensorflow' not in sys.modules
+
+
+def test_imagenet_preprocessing_gives_caffe_sized_crops():
+  image = np.random.default_rng(0).integers(0, 255, (300, 451, 3), dtype=np.uint8)
+  crop = data.center_crop_resize(227, 256)(image)
+  assert crop.shape == (227, 227, 3) and crop.dtype == np.float32 and 0 <= crop.min() <= crop.max() <= 1

@@ -226,3 +226,49 @@ def test_corrupt_record_gives_clear_error_in_status_and_is_redone_by_run(swept, 
   assert report.completed == 1
   assert list(record.parent.glob('record.json.corrupt-*'))  # set aside, not deleted
   assert load_curves(copy).run_id.nunique() == 24
+
+
+@pytest.mark.parametrize('model, kwargs', [('cnn/tiny', {}), ('resnet/tiny', {})])
+def test_conv_and_batch_norm_architectures_run_a_transfer_sweep(model, kwargs, data_dir, tmp_path):
+  config = tiny_config(data_dir, model=model, seeds=1, n_layers=(1,), fine_tune=(False,),
+                       conditions=('transfer',))
+  config.model_kwargs = ml_collections.ConfigDict(kwargs)
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  assert report.failed == [] and report.completed == 3  # baseA, baseB, AnB n=1
+  store = ResultsStore(tmp_path)
+  transfer_spec = [s for s in sweeps.expand(config) if s.condition == 'transfer'][0]
+  runs.train_and_evaluate(transfer_spec, store, data_dir, keep_weights=True)
+  trained, _ = runs.load_checkpoint(store.checkpoint_dir(transfer_spec.run_id))
+  source, _ = runs.load_checkpoint(store.checkpoint_dir(transfer_spec.source_run))
+  for collection in ('params', 'batch_stats'):  # layer1 frozen: weights and BN statistics as copied
+    for a, b in zip(jax.tree.leaves(trained[collection].get('layer1', {})),
+                    jax.tree.leaves(source[collection].get('layer1', {}))):
+      np.testing.assert_array_equal(a, b)
+  if model.startswith('resnet'):
+    assert trained['batch_stats']['layer1']  # the ResNet's stem has batch-norm statistics
+
+
+def test_streamed_data_set_trains_like_imagenet(tmp_path, monkeypatch):
+  """The path of data sets too big for memory (imagenet2012): labels read without decoding,
+  batches decoded and preprocessed per example on the host, evaluation streamed too."""
+  from harness import data
+  from tests.test_data import TinyImages
+  TinyImages(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  monkeypatch.setitem(data.DATASETS, 'tiny_stream', data.DatasetSpec(
+      'tiny_images', preprocess=lambda image: image.astype(np.float32) / 255.0, in_memory=False,
+      input_shape=(6, 6, 3)))
+  config = tiny_config(str(tmp_path), seeds=1, n_layers=(1,), fine_tune=(False,), conditions=('transfer',))
+  config.pairs = [dict(kind='random_halves', dataset='tiny_stream', split_seed=0)]
+  results = tmp_path / 'results'
+  report = runner.run_sweep(config, results, progress=False)
+  assert report.failed == [] and report.completed == 3
+  curves = load_curves(results)
+  # Constant images per class: the base nets separate their 2 classes perfectly.
+  assert curves[(curves.condition == 'scratch') & (curves.step == 12)].accuracy.min() == 1.0
+
+
+def test_imagenet_config_has_the_published_design_and_solver():
+  config = sweeps.load_sweep('yosinski2014_imagenet')
+  assert (config.model, config.train.steps, config.train.batch_size, config.train.lr) == ('alexnet', 450_000, 256, 0.01)
+  assert (config.train.momentum, config.train.weight_decay, config.train.lr_decay_every) == (0.9, 5e-4, 100_000)
+  assert len(config.pairs) == 4 and config.directions == ('AB', 'BA')
