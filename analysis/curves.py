@@ -14,7 +14,6 @@ with scratch runs of the same model and data size).
 
 from __future__ import annotations
 
-import inspect
 import os
 import pathlib
 
@@ -264,9 +263,7 @@ def read_curves(path: str | os.PathLike) -> pd.DataFrame:
   path = pathlib.Path(path)
   if path.is_dir():
     from harness import load_curves  # Lazy: only results directories need the harness.
-    kwargs = ({'include_failed': True}
-              if 'include_failed' in inspect.signature(load_curves).parameters else {})
-    return validate_curves(load_curves(path, **kwargs))
+    return validate_curves(load_curves(path, include_failed=True))
   if not path.exists():
     _fail(f'no such file or directory {path}: give a curves CSV/Parquet file or a results '
           'directory')

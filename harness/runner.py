@@ -63,8 +63,10 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
       todo.append(spec)
   data_dir = config.data_dir or None
   failed: list[str] = []
+  # In a log file (cluster job, CI) a line every 30 s; in a terminal a live bar with an ETA.
   bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit='run', disable=not progress,
-             desc=config.name, dynamic_ncols=True, file=sys.stderr)
+             desc=config.name, dynamic_ncols=True, file=sys.stderr,
+             mininterval=0.1 if sys.stderr.isatty() else 30)
   for spec in todo:
     bar.set_postfix_str(spec.describe())
     source_status = store.status(spec.source_run) if spec.source_run else 'complete'

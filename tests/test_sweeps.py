@@ -272,3 +272,24 @@ def test_imagenet_config_has_the_published_design_and_solver():
   assert (config.model, config.train.steps, config.train.batch_size, config.train.lr) == ('alexnet', 450_000, 256, 0.01)
   assert (config.train.momentum, config.train.weight_decay, config.train.lr_decay_every) == (0.9, 5e-4, 100_000)
   assert len(config.pairs) == 4 and config.directions == ('AB', 'BA')
+
+
+def test_diverging_runs_are_failed_records_listed_by_status_and_excluded_by_analysis(data_dir, tmp_path, capsys):
+  import analysis
+  config = tiny_config(data_dir, seeds=1, n_layers=(1,), fine_tune=(False,), conditions=('random_frozen',))
+  results = tmp_path / 'diverge'
+  runner.run_sweep(config, results, progress=False)  # baseB + random_frozen, healthy
+  config.train.lr = 1e4
+  config.train.momentum = 0.0
+  report = runner.run_sweep(config, results, progress=False)  # new specs: they diverge
+  assert len(report.failed) == 2
+  record = ResultsStore(results).read_record(report.failed[0])
+  assert record['status'] == 'failed' and record['diverged_at_step'] > 0
+  assert record['curve'] and record['curve'][-1]['step'] < record['diverged_at_step']
+  assert main(['status', str(results)]) == 0
+  out = capsys.readouterr().out
+  assert '2 complete, 2 failed' in out and 'diverged at step' in out
+  result = analysis.analyze(analysis.read_curves(results), k=2, n_boot=100)
+  assert result.excluded == {'failed': 2}
+  assert set(result.runs.run_id) == {s.run_id for s in sweeps.expand(tiny_config(
+      data_dir, seeds=1, n_layers=(1,), fine_tune=(False,), conditions=('random_frozen',)))}
