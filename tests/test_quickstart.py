@@ -1,6 +1,7 @@
 """The quickstart sweep file, shrunk (get_config('tiny')), through the real CLI end to end."""
 
 import pandas as pd
+import pytest
 
 from harness import load_curves
 from harness.cli import main
@@ -28,3 +29,26 @@ def test_quickstart_tiny_runs_end_to_end(data_dir, tmp_path, capsys):
   summary = pd.read_csv(results / 'analysis' / 'summary.csv')
   assert {'transfer', 'selffer', 'random_frozen'} <= set(summary.condition)
   assert (results / 'analysis' / 'figures' / 'fig2_accuracy_vs_n.png').stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_full_quickstart_shows_specificity_and_the_fine_tuning_recovery(data_dir, tmp_path):
+  """The documented expectations of sweeps/quickstart.py, checked with the analysis' verdicts."""
+  import analysis
+  results = tmp_path / 'quickstart'
+  assert main(['run', 'quickstart', '--results', str(results), '--data-dir', data_dir,
+               '--no-progress']) == 0
+  curves = load_curves(results)
+  table = analysis.final_accuracy_table(curves, rule='last')
+  mean = lambda cond, ft, n: table[(table.condition == cond) & (table.fine_tuned == ft)
+                                   & (table.n_layers == n)]['mean'].item()
+  transfer = [mean('transfer', False, n) for n in (1, 2, 3)]
+  random = [mean('random_frozen', False, n) for n in (1, 2, 3)]
+  assert transfer[0] > transfer[1] > transfer[2] and random[0] > random[1] > random[2]
+  assert random[2] < transfer[2]
+  summary = analysis.analyze(curves, k=10, n_boot=2000).summary
+  final = summary[summary.measure == 'final_best_k']
+  verdict = lambda cond, ft, n: final[(final.condition == cond) & (final.fine_tuned == ft)
+                                      & (final.n_layers == n)]['verdict'].item()
+  assert verdict('transfer', False, 3) == 'negative' and verdict('random_frozen', False, 3) == 'negative'
+  assert all(verdict('transfer', True, n) != 'negative' for n in (1, 2, 3))
