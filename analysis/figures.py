@@ -285,7 +285,7 @@ def _draw_auc_difference(ax, curve: pd.DataFrame, scratch: pd.DataFrame, name: s
 
 
 def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: dict, rule: str = 'best_k',
-                    k: int = 10):
+                    k: int = 10, xscale: str = 'symlog'):
   """Learning curves of one transfer direction: one facet per n, scratch in every facet.
 
   Each facet shows, per condition at that n and for scratch (base): the mean accuracy over seeds
@@ -301,6 +301,9 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: dict, rule: s
     key: the panel (see :func:`directions`).
     rule: asymptote rule.
     k: k of the k rules.
+    xscale: 'symlog' (default: linear up to the first evaluated step > 0, logarithmic above, so
+      that the dense early evaluations where start and slope are decided stay visible next to the
+      asymptote) or 'linear'.
 
   Returns:
     The Figure, or None if the direction has no runs.
@@ -331,7 +334,10 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: dict, rule: s
                              (cell['auc_step_lo'].iloc[0], cell['auc_step_hi'].iloc[0]))
         drawn += [] if name in drawn else [name]
       ax.set_title(f'n = {n}')
-      ax.set_xlabel('Training step on target')
+      if xscale == 'symlog':
+        positive = curves.loc[curves['step'] > 0, 'step']
+        ax.set_xscale('symlog', linthresh=float(positive.min()) if len(positive) else 1.0)
+      ax.set_xlabel('Training step on target' + (' (symlog)' if xscale == 'symlog' else ''))
       ax.set_ylabel('Target accuracy (fraction)')
       ax.label_outer()
     handles = [Line2D([], [], color=colour(l), linestyle=STYLE[l][2], label=l)

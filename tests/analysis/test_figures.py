@@ -73,7 +73,12 @@ def test_learning_curves_marks_start_slope_asymptote(one_pair):
   axes = _visible_axes(fig)
   assert [ax.get_title() for ax in axes] == ['n = 1', 'n = 2']
   assert axes[0].get_ylabel() == 'Target accuracy (fraction)'
-  assert axes[0].get_xlabel() == 'Training step on target'
+  # symlog by default: the dense early evaluations (start, slope) stay visible.
+  assert axes[0].get_xlabel() == 'Training step on target (symlog)'
+  assert axes[0].get_xscale() == 'symlog'
+  linear = figures.learning_curves(one_pair.curves, one_pair.runs, key, 'best_k', 10, xscale='linear')
+  assert _visible_axes(linear)[0].get_xscale() == 'linear'
+  assert _visible_axes(linear)[0].get_xlabel() == 'Training step on target'
   assert _legend_texts(fig) == ['base', 'BnB', 'BnB+', 'AnB', 'AnB+', 'random',
                                 'start (first evaluation)', 'mean ± s.d. over seeds',
                                 'AUC difference from base', 'asymptote (mean of 10 best)']
