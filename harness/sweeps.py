@@ -145,6 +145,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
                 train=_freeze(_to_plain(config.train)))
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
+    if pair.get('target_examples_per_class') and 'BA' in config.directions:
+      raise UserError("target_examples_per_class makes task B scarce, so B must be the target: "
+                      "use directions=('AB',) with a k-shot pair")
     task_a, task_b = tasks.make_task_pair(pair, config.data_dir or None)
     label = f'{task_a.name}|{task_b.name}'
     for task in (task_a, task_b):

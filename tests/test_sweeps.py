@@ -198,6 +198,17 @@ def test_bad_input_is_one_line_error_and_exit_2(override, message, data_dir, tmp
   assert sorted(p.name for p in (tmp_path / 'results').iterdir()) == ['keep.txt']  # nothing touched
 
 
+def test_k_shot_target_sweep(data_dir):
+  pair = dict(kind='random_halves', dataset='digits', split_seed=0, target_examples_per_class=5)
+  specs = sweeps.expand(tiny_config(data_dir, pairs=[pair]))
+  targets = {s.target.name for s in specs if s.condition != 'scratch'}
+  assert targets == {'digits_B0_k5'}
+  # The source base net (baseA) trains on all of A; only the target is scarce.
+  assert {s.target.examples_per_class for s in specs if s.condition == 'scratch'} == {None, 5}
+  with pytest.raises(UserError, match='B must be the target'):
+    sweeps.expand(tiny_config(data_dir, pairs=[pair], directions=('AB', 'BA')))
+
+
 def test_class_count_mismatch_is_a_user_error(data_dir):
   config = tiny_config(data_dir)
   config.model_kwargs = ml_collections.ConfigDict(dict(hidden=(16, 16), num_classes=10))
