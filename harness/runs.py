@@ -107,8 +107,7 @@ def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
     import shutil
     shutil.rmtree(state_dir)
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(state_dir, {'params': variables['params'],
-                                'batch_stats': variables['batch_stats'] or {'_': jnp.zeros(())}})
+  checkpointer.save(state_dir, {'params': variables['params'], 'batch_stats': variables['batch_stats']})
   checkpointer.wait_until_finished()
   atomic_write_json(path / 'meta.json', meta)
 
@@ -132,8 +131,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
   meta = load_checkpoint_meta(path)
   path = pathlib.Path(path).absolute()
   restored = ocp.StandardCheckpointer().restore(path / 'state')
-  stats = restored.get('batch_stats', {})
-  return {'params': restored['params'], 'batch_stats': {} if '_' in stats else stats}, meta
+  return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, meta
 
 
 # ----------------------------------------------------------------------------------------------
