@@ -17,7 +17,10 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
   """Per condition and n: mean ± 95% CI of the final target accuracy over seeds."""
   from analysis import final_accuracy_table
   from harness.results import load_curves
-  table = final_accuracy_table(load_curves(results_dir), rule='last')
+  curves = load_curves(results_dir)
+  if curves.empty:
+    return f'(no complete runs: see `transferbench status {results_dir}`)'
+  table = final_accuracy_table(curves, rule='last')
   lines = [f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
   for row in table.itertuples(index=False):
     name = row.condition + ('+' if row.fine_tuned else '')

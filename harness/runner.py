@@ -17,7 +17,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from harness import runs, sweeps
-from harness.results import ResultsStore, atomic_write_json
+from harness.results import ResultsStore, atomic_write_json, read_json
 
 
 @dataclasses.dataclass
@@ -93,7 +93,6 @@ def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
   sweep_file = store.root / 'sweep.json'
   expected: Sequence[str] = []
   if sweep_file.exists():
-    from harness.results import read_json
     expected = read_json(sweep_file).get('run_ids', [])
   present = sorted(p.name for p in store.runs_dir.iterdir()) if store.runs_dir.is_dir() else []
   groups: dict[str, list[str]] = {'complete': [], 'failed': [], 'corrupt': [], 'pending': []}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import pathlib
+import traceback
 from typing import Any, Sequence
 
 import ml_collections
@@ -52,6 +53,10 @@ def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
   except SyntaxError as e:
     raise UserError(f'sweep file {path} has a syntax error at line {e.lineno}: {e.msg}; fix the file') from None
+  except Exception as e:  # An import or a name error in the user's file: point at its line.
+    line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
+                 if f.filename == str(path)), '?')
+    raise UserError(f'sweep file {path} failed at line {line}: {type(e).__name__}: {e}; fix the file') from None
   if not hasattr(module, 'get_config'):
     raise UserError(f'sweep file {path} defines no get_config(): add one that returns a ConfigDict')
   config = module.get_config(arg) if arg is not None else module.get_config()

@@ -223,6 +223,14 @@ def test_sweep_file_with_syntax_error(tmp_path, capsys):
   assert code == 2 and 'syntax error at line 1' in err and err.count('\n') == 1
 
 
+def test_sweep_file_that_fails_on_import(tmp_path, capsys):
+  bad = tmp_path / 'bad_import.py'
+  bad.write_text('import numpy\nfrom nowhere import get_config\n')
+  code, _, err = cli(['run', str(bad)], capsys)
+  assert code == 2 and err.count('\n') == 1
+  assert 'failed at line 2: ModuleNotFoundError' in err
+
+
 def test_corrupt_record_gives_clear_error_in_status_and_is_redone_by_run(swept, data_dir, tmp_path, capsys):
   import shutil
   copy = tmp_path / 'copy'
