@@ -153,17 +153,20 @@ def environment() -> dict:
   """Versions, git commit and device: enough to tell where a number came from."""
   import flax
   import optax
+  git = lambda *args: subprocess.run(['git', *args], capture_output=True, text=True, timeout=10,
+                                    cwd=pathlib.Path(__file__).parent).stdout.strip()
   try:
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                            cwd=pathlib.Path(__file__).parent, timeout=10).stdout.strip() or None
+    commit = git('rev-parse', 'HEAD') or None
+    # Uncommitted changes to the code mean the commit alone does not identify what ran.
+    dirty = bool(commit) and bool(git('status', '--porcelain', '--untracked-files=no'))
   except (OSError, subprocess.SubprocessError):
-    commit = None
+    commit, dirty = None, False
   device = jax.devices()[0]
   return {'python': sys.version.split()[0], 'platform': platform.platform(),
           'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
           'numpy': np.__version__, 'backend': jax.default_backend(),
           'device': getattr(device, 'device_kind', str(device)), 'device_count': jax.device_count(),
-          'git_commit': commit}
+          'git_commit': commit, 'git_dirty': dirty}
 
 
 def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None:
