@@ -23,14 +23,17 @@ Where: ``--data-dir`` / ``config.data_dir``, else ``$TRANSFERBENCH_DATA_DIR``, e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
 import importlib.util
+import io
 import os
 import pathlib
 import pickle
 import sys
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -229,11 +232,20 @@ def default_data_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get('TRANSFERBENCH_DATA_DIR', '~/tensorflow_datasets')).expanduser()
 
 
-def _quiet_tfds() -> None:
-  """TFDS's per-split progress bars and absl warnings would bury our one progress line."""
+@contextlib.contextmanager
+def _quiet_tfds():
+  """While building: TFDS's progress bars, absl warnings about the not-yet-built folder and its
+  "Downloading and preparing..." (nothing is downloaded) would bury our one progress line."""
   import absl.logging
-  tfds.disable_progress_bar()
+  verbosity = absl.logging.get_verbosity()
   absl.logging.set_verbosity(absl.logging.ERROR)
+  tfds.disable_progress_bar()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.enable_progress_bar()
+    absl.logging.set_verbosity(verbosity)
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,12 +254,16 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   spec = dataset_spec(name)
   directory = str(pathlib.Path(data_dir).expanduser() if data_dir else default_data_dir())
   if spec.builder is not None:
-    builder = spec.builder(data_dir=directory, file_format='array_record')
-    if not builder.is_prepared():
-      print(f'transferbench: building the {name} data set into {directory} (once)', file=sys.stderr)
-      _quiet_tfds()
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    with _quiet_tfds():
+      builder = spec.builder(data_dir=directory, file_format='array_record')
+      prepared = builder.is_prepared()
+    if not prepared:
+      print(f'transferbench: building the {name} data set into {directory} (once)...', file=sys.stderr)
+      start = time.time()
+      with _quiet_tfds():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+      print(f'transferbench: built {name} in {time.time() - start:.0f} s', file=sys.stderr)
     return builder
   try:
     builder = tfds.builder(spec.tfds_name, data_dir=directory)
