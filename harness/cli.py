@@ -31,20 +31,27 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-  from harness import runner, sweeps
+  from harness import executors, sweeps
   config = sweeps.apply_overrides(sweeps.load_sweep(args.sweep, args.arg), args.overrides)
+  config = executors.apply_arguments(config, args)
   if args.data_dir:
     config.data_dir = args.data_dir
   results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
-  report = runner.run_sweep(config, results, progress=not args.no_progress)
+  outcome = executors.get(config.executor)(config, results, progress=not args.no_progress,
+                                           wait_for_jobs=args.wait, echo=print)
+  report = outcome.report
+  if report is None:  # submitted to a cluster, not waited for
+    return 0
   print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
         f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
   print()
   print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
   print(_format_results_table(results))
+  for problem in outcome.problems:
+    print(problem)
   if report.failed:
-    print(f'\n{len(report.failed)} run(s) failed: see `transferbench status {results}`')
-  return 1 if report.failed else 0
+    print(f'\n{len(report.failed)} run(s) failed or did not run: see `transferbench status {results}`')
+  return 1 if report.failed or outcome.problems else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -78,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--arg', help='string argument passed to get_config(arg)')
   run.add_argument('--data-dir', help='TFDS data directory (default: $TRANSFERBENCH_DATA_DIR or ~/tensorflow_datasets)')
   run.add_argument('--no-progress', action='store_true', help='no progress bar')
+  from harness import executors
+  executors.add_arguments(run)
   run.set_defaults(func=cmd_run)
   status = sub.add_parser('status', help='count complete, failed and pending runs of a results directory')
   status.add_argument('results_dir')

@@ -169,6 +169,16 @@ def environment() -> dict:
           'git_commit': commit, 'git_dirty': dirty}
 
 
+SLURM_VARIABLES = ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID', 'SLURM_RESTART_COUNT')
+
+
+def worker() -> dict:
+  """Which process ran a run: host, pid and, in a SLURM job, its job and array task ids."""
+  info = {'hostname': platform.node(), 'pid': os.getpid()}
+  info.update({name.lower(): os.environ[name] for name in SLURM_VARIABLES if name in os.environ})
+  return info
+
+
 def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None:
   """Raises a UserError if checkpoint metadata names another architecture than ``model``."""
   if meta.get('model') != model or meta.get('model_kwargs') != json.loads(json.dumps(model_kwargs)):
@@ -225,7 +235,8 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
       the base nets and the source networks of transfers).
 
   Returns:
-    The record written (``status`` is ``'complete'`` or ``'failed'``).
+    The record written (``status`` is ``'complete'`` or ``'failed'``), with ``started_at`` and
+    ``finished_at`` (unix times) and ``executor`` (see :func:`worker`).
   """
   start = time.time()
   hyper = spec.hyper
@@ -241,7 +252,8 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   state = training.create_state(variables, plan, names, tx, dropout_key)
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
   record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-            'environment': environment(), 'num_layers': model.num_layers, 'layer_names': names}
+            'environment': environment(), 'executor': worker(), 'started_at': start,
+            'num_layers': model.num_layers, 'layer_names': names}
   try:
     state, curve = training.train_loop(
         model, tx, state, train_data, test_data, steps=hyper['steps'],
@@ -258,6 +270,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
             'run_id': spec.run_id}
     save_checkpoint(store.checkpoint_dir(spec.run_id),
                     {'params': state.params, 'batch_stats': state.batch_stats}, meta)
-  record['wall_time_s'] = round(time.time() - start, 3)
+  record['finished_at'] = time.time()
+  record['wall_time_s'] = round(record['finished_at'] - start, 3)
   store.write_record(record)
   return record

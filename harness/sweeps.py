@@ -9,7 +9,8 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   first_seed, conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), data_dir.
+  transfer run instead of pretraining one), data_dir, executor ('local' or 'slurm') and slurm
+  (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
 """
 
 from __future__ import annotations
@@ -213,4 +214,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
   c.data_dir = ''
+  c.executor = 'local'  # or 'slurm': see harness/executors.py
+  c.slurm = slurm_defaults()
   return c
+
+
+def slurm_defaults() -> ml_collections.ConfigDict:
+  """``config.slurm``: how ``--executor slurm`` submits (0 or '' leaves a value to the cluster)."""
+  return ml_collections.ConfigDict(dict(
+      partition='',           # sbatch --partition
+      time_min=60,            # time limit of one array task, minutes
+      gpus_per_node=0,        # GPUs per array task
+      cpus_per_task=1,
+      mem_gb=0.0,             # memory per array task; 0: the cluster's default
+      array_parallelism=0,    # at most this many tasks of an array at once; 0: no limit
+      runs_per_task=1,        # runs done one after the other by one array task
+      sbatch=(),              # more sbatch options, 'KEY=VALUE' strings, e.g. ('qos=high',)
+      setup=(),               # shell lines run before the task, e.g. ('module load cuda',)
+      job_name='transferbench',
+  ))
