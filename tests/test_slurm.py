@@ -166,3 +166,28 @@ def test_transfers_of_cancelled_sources_are_recorded_failed_not_left_pending(slu
     assert record['status'] == 'failed'
     assert record['error'] == f"source run {record['spec']['source_run']} is missing"
   assert executors.queued([sources.job_id, transfers.job_id]) == {}
+
+
+@pytest.mark.slow
+def test_preempted_task_is_requeued_and_resumes_without_redoing_complete_runs(slurm_cluster, data_dir, tmp_path):
+  """submitit's Checkpointable: SIGTERM + USR2 (what SLURM sends on preemption) -> requeue."""
+  results = tmp_path / 'results'
+  config = sweeps.apply_overrides(sweeps.load_sweep('quickstart', 'tiny'),
+                                  ['--config.seeds=1', '--config.train.steps=300'])
+  config.data_dir = data_dir
+  config.slurm.runs_per_task = 16
+  submission = executors.submit(config, results)
+  store = ResultsStore(results)
+  deadline = time.time() + 300
+  while not list(store.runs_dir.glob('*/record.json')) and time.time() < deadline:
+    time.sleep(0.2)
+  first = {r['run_id']: r for r in store.records()}
+  assert len(first) == 1, 'the sources task should still be running after its first run'
+  submission.arrays[0].jobs[0]._interrupt()  # preemption
+  assert executors.wait(submission, store, progress=False) == [], _logs(results)
+  records = _records(results)
+  assert len(records) == 12 and all(r['status'] == 'complete' for r in records.values())
+  (run_id, before), = first.items()
+  assert records[run_id]['started_at'] == before['started_at']  # not redone
+  sources = [r for r in records.values() if not r['spec']['source_run'] and r['run_id'] != run_id]
+  assert sources and all(r['executor'].get('slurm_restart_count') == '1' for r in sources)
