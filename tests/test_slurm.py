@@ -11,11 +11,12 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
-from harness import executors, runs, sweeps
+from harness import distributed, executors, runs, sweeps
 from harness.cli import main
 from harness.results import ResultsStore
 
@@ -181,13 +182,31 @@ def test_preempted_task_is_requeued_and_resumes_without_redoing_complete_runs(sl
   deadline = time.time() + 300
   while not list(store.runs_dir.glob('*/record.json')) and time.time() < deadline:
     time.sleep(0.2)
-  first = {r['run_id']: r for r in store.records()}
-  assert len(first) == 1, 'the sources task should still be running after its first run'
   submission.arrays[0].jobs[0]._interrupt()  # preemption
+  interrupted_at = time.time()
+  first = _records(results)
+  assert first, 'the sources task should still be running after its first run'
   assert executors.wait(submission, store, progress=False) == [], _logs(results)
   records = _records(results)
   assert len(records) == 12 and all(r['status'] == 'complete' for r in records.values())
-  (run_id, before), = first.items()
-  assert records[run_id]['started_at'] == before['started_at']  # not redone
-  sources = [r for r in records.values() if not r['spec']['source_run'] and r['run_id'] != run_id]
-  assert sources and all(r['executor'].get('slurm_restart_count') == '1' for r in sources)
+  for run_id, before in first.items():  # complete before the preemption: not redone
+    assert records[run_id]['started_at'] == before['started_at']
+  resumed = [r for r in records.values() if r['run_id'] not in first and not r['spec']['source_run']]
+  assert resumed and all(r['executor'].get('slurm_restart_count') == '1' and
+                         r['started_at'] > interrupted_at for r in resumed)
+
+
+def test_distributed_initialize_is_a_no_op_outside_a_multi_task_step(monkeypatch):
+  monkeypatch.delenv('SLURM_STEP_NUM_TASKS', raising=False)
+  assert distributed.step_tasks() == 1 and distributed.initialize() is False
+  assert distributed.check() == 1.0  # one process, one CPU device
+
+
+def test_srun_processes_form_one_jax_program(slurm_cluster):
+  """The README's multi-host recipe, on two processes: jax.distributed from SLURM's variables."""
+  proc = subprocess.run(['srun', '--ntasks=2', '--cpus-per-task=1', sys.executable, '-m',
+                         'harness.distributed'], capture_output=True, text=True, timeout=300,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = sorted(line for line in proc.stdout.splitlines() if line.startswith('process'))
+  assert lines == [f'process {i} of 2: 1 local device(s), 2 in all; global sum 3' for i in (0, 1)]
