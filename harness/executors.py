@@ -185,9 +185,14 @@ def submit(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path) -
     raise UserError('no sbatch on PATH: run --executor slurm on a SLURM login node '
                     '(or start a test cluster with scripts/slurm-cluster)')
   results_dir = pathlib.Path(results_dir).absolute()
+  folder = results_dir / 'slurm'
+  active = jobs_of(folder)
+  if active:  # Submitting again now would run their runs twice, concurrently.
+    raise UserError(f"jobs {' '.join(active)} submitted earlier for {results_dir} are still queued "
+                    f"or running: wait for them (`squeue`, `transferbench status {results_dir}`) "
+                    f"or cancel them (`scancel {' '.join(active)}`), then run this command again")
   specs, store = runner.prepare(config, results_dir)
   pending = [s for s in specs if store.status(s.run_id) != 'complete']
-  folder = results_dir / 'slurm'
   submission = Submission(folder=folder, total=len(specs), skipped=len(specs) - len(pending), arrays=[])
   data_dir = str(pathlib.Path(config.data_dir).absolute()) if config.data_dir else None
   previous = None
@@ -201,10 +206,11 @@ def submit(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path) -
       executor.update_parameters(**params)
       jobs = executor.map_array(ArrayTask(), groups, [str(results_dir)] * len(groups),
                                 [data_dir] * len(groups))
-    except (subprocess.CalledProcessError, ValueError) as e:
-      detail = getattr(e, 'stderr', None) or getattr(e, 'output', None) or e
-      detail = detail.decode() if isinstance(detail, bytes) else str(detail)
-      raise UserError(f'sbatch refused the phase-{phase} job array: {detail.strip()}; '
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, ValueError) as e:
+      detail = ' '.join(line.replace('sbatch: error: ', '') for line in str(e).strip().splitlines())
+      earlier = (f' (job {previous}, phase {phase - 1}, was submitted: `scancel {previous}` '
+                 'or let it run)') if previous else ''
+      raise UserError(f'sbatch refused the phase-{phase} job array: {detail}{earlier}; '
                       'fix config.slurm (--partition, --time, --sbatch ...)') from None
     previous = jobs[0].job_id.split('_')[0]
     submission.arrays.append(ArraySubmission(
@@ -237,6 +243,20 @@ def queued(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
       return {}
     raise UserError(f'squeue failed: {proc.stderr.strip()}')
   return {line.split('|')[0]: tuple(line.split('|')[1:3]) for line in proc.stdout.splitlines() if line}
+
+
+def jobs_of(folder: pathlib.Path) -> list[str]:
+  """Ids of the queued or running jobs whose batch script is in ``folder`` (any submission).
+
+  Found through the script path SLURM keeps for each job (submitit writes it into ``folder``),
+  so no bookkeeping of job ids is needed.
+  """
+  proc = subprocess.run(['squeue', '-h', '-o', '%A|%o'], capture_output=True, text=True, timeout=60)
+  if proc.returncode != 0:
+    raise UserError(f'squeue failed: {proc.stderr.strip()}: is this a SLURM login node?')
+  prefix = f'{folder}{os.sep}'
+  return sorted({line.split('|', 1)[0] for line in proc.stdout.splitlines()
+                 if '|' in line and line.split('|', 1)[1].startswith(prefix)}, key=int)
 
 
 def task_failures(submission: Submission) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 
 from harness import distributed, executors, runs, sweeps
 from harness.cli import main
+from harness.errors import UserError
 from harness.results import ResultsStore
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / 'scripts' / 'slurm-cluster'
@@ -156,6 +157,8 @@ def test_transfers_of_cancelled_sources_are_recorded_failed_not_left_pending(slu
   config.slurm.sbatch = ('hold',)  # both arrays submitted held
   submission = executors.submit(config, results)
   sources, transfers = submission.arrays
+  with pytest.raises(UserError, match=f'jobs {sources.job_id} {transfers.job_id} submitted earlier .* still queued'):
+    executors.submit(config, results)  # would run the same runs twice
   subprocess.run(['scancel', sources.job_id], check=True)
   subprocess.run(['scontrol', 'release', transfers.job_id], check=True)
   problems = executors.wait(submission, ResultsStore(results), progress=False)
