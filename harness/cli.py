@@ -71,6 +71,10 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"{where}: {record.get('error', '')}")
   for run_id in groups['corrupt']:
     print(f'  corrupt {run_id}: {store.record_path(run_id)} (re-running the sweep redoes it)')
+  from harness import executors
+  jobs = executors.queued_jobs_note(results)
+  if jobs:
+    print(jobs)
   return 0
 
 

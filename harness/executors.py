@@ -259,6 +259,18 @@ def jobs_of(folder: pathlib.Path) -> list[str]:
                  if '|' in line and line.split('|', 1)[1].startswith(prefix)}, key=int)
 
 
+def queued_jobs_note(results_dir: str | pathlib.Path) -> str | None:
+  """For ``transferbench status``: the SLURM jobs of a results directory still queued, if any."""
+  folder = pathlib.Path(results_dir).absolute() / 'slurm'
+  if not folder.is_dir() or shutil.which('squeue') is None:
+    return None
+  try:
+    jobs = jobs_of(folder)
+  except (UserError, OSError, subprocess.SubprocessError):
+    return None
+  return f"SLURM jobs queued or running: {' '.join(jobs)} (logs in {folder}/)" if jobs else None
+
+
 def task_failures(submission: Submission) -> list[str]:
   """One line per array task that did not end normally, pointing at its log."""
   from submitit.core.utils import pickle_load
