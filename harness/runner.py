@@ -2,7 +2,8 @@
 
 Runs already complete in the results directory are skipped, so an interrupted sweep resumes by
 running the same command again. A run whose source network failed is recorded as failed with the
-reason; the sweep goes on.
+reason; the sweep goes on. :func:`execute` is that loop; the local executor (:func:`run_sweep`)
+and every task of a SLURM job array (``harness.executors``) call it on their runs.
 """
 
 from __future__ import annotations
