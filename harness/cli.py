@@ -1,4 +1,4 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``reproduce``.
 
 Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
 """
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
   status.set_defaults(func=cmd_status)
   from analysis import cli as analysis_cli
   analysis_cli.register(sub)
+  from analysis import reproduce
+  reproduce.register(sub)
   return parser
 
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, rest = parser.parse_known_args(argv)
   overrides = [a for a in rest if a.startswith('--config.')]
   unknown = [a for a in rest if not a.startswith('--config.')]
-  if unknown or (overrides and args.command != 'run'):
+  if unknown or (overrides and args.command not in ('run', 'reproduce')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
   try:
