@@ -109,13 +109,15 @@ class MLP(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
-  """One conv layer: features, square kernel, stride, max-pool window (0 = none), LRN after."""
+  """One conv layer: features, square kernel, stride, max-pool window (0 = none), LRN after,
+  and padding ('SAME', or 'VALID' as Caffe's unpadded conv1)."""
   features: int
   kernel: int = 3
   stride: int = 1
   pool: int = 0
   pool_stride: int = 2
   lrn: bool = False
+  padding: str = 'SAME'
 
 
 class ConvLayer(nn.Module):
@@ -125,7 +127,7 @@ class ConvLayer(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = self.spec
-    x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding='SAME',
+    x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
                         name='conv')(x))
     if s.pool:
       x = nn.max_pool(x, (s.pool, s.pool), strides=(s.pool_stride, s.pool_stride), padding='VALID')
@@ -224,8 +226,9 @@ class ResNet(nn.Module):
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {'mlp': MLP, 'cnn': CNN, 'resnet': ResNet}
 
+# Caffe's reference net: conv1 unpadded (227 -> 55), conv2-5 padded to keep their size.
 _ALEXNET_CONVS = (
-    ConvSpec(96, 11, stride=4, pool=3, lrn=True), ConvSpec(256, 5, pool=3, lrn=True),
+    ConvSpec(96, 11, stride=4, pool=3, lrn=True, padding='VALID'), ConvSpec(256, 5, pool=3, lrn=True),
     ConvSpec(384, 3), ConvSpec(384, 3), ConvSpec(256, 3, pool=3))
 
 # Named variants: architecture + keyword arguments. A config names a variant and may override
