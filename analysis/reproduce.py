@@ -247,11 +247,11 @@ def claim_fragile_coadaptation(rel: pd.DataFrame, settings: Settings) -> list[Pa
   else:
     dip = test_positive('mean dip over middle n', f'1 - BnB/base, mean over n={middle}',
                         dips[middle].mean(axis=1), settings, 'middle')
+    per_n_text = 'per n: ' + ', '.join(f'{p.name.split("=")[1]}: {p.estimate:+.4f}' for p in per_n)
     if dip.verdict == REPRODUCED:  # Pooled dip without any single n: not the claimed pattern.
-      dip.verdict, dip.note = INCONCLUSIVE, 'no single middle n dips significantly (Holm)'
-    elif dip.verdict == INCONCLUSIVE:
-      best = max(per_n, key=lambda p: -np.inf if np.isnan(p.estimate) else p.estimate)
-      dip.note = f'largest single dip at n={best.name.split("=")[1]}: {best.estimate:+.4f}'
+      dip.verdict, dip.note = INCONCLUSIVE, 'no single middle n dips significantly (Holm); ' + per_n_text
+    else:
+      dip.note = per_n_text
     return [dip]
   n_star = int(dip.name.split('=')[1])
   recovery = test_positive('recovery', f'BnB/base(n={top}) - BnB/base(n={n_star})',
