@@ -284,7 +284,7 @@ def claim_fine_tuning_boost(rel: pd.DataFrame, settings: Settings) -> list[Part]
                         'boost')
   below = per_n_tests('below base', 'AnB+/base - 1', ft - 1.0, ns, settings)
   worst = [p for p in below if p.verdict == NOT_REPRODUCED]
-  nowhere = Part('nowhere below base', 'AnB+/base - 1 per n (Holm)', n=min(p.n for p in below),
+  nowhere = Part('nowhere below base', 'smallest per-n AnB+/base - 1 (Holm over n)', n=min(p.n for p in below),
                  verdict=NOT_REPRODUCED if worst else REPRODUCED,
                  note=(f'significantly below base at n={[p.name.split("=")[1] for p in worst]}'
                        if worst else 'no n significantly below base'))
