@@ -114,7 +114,7 @@ class ClaimResult:
 
 # ------------------------------------------------------------------------------- observations
 
-def relative_scores(runs: pd.DataFrame, groups: Mapping[str, str], k: int = 10) -> pd.DataFrame:
+def relative_scores(runs: pd.DataFrame, groups: Mapping[str, str]) -> pd.DataFrame:
   """Per run: its group, Yosinski label and score relative to the base net of its (target, seed).
 
   Args:
@@ -122,12 +122,10 @@ def relative_scores(runs: pd.DataFrame, groups: Mapping[str, str], k: int = 10) 
       ``final_best_k`` (see :func:`analysis.measures.run_measures`).
     groups: pair label -> group (``'random halves'`` or ``'dissimilar'``); pairs not listed are
       left out.
-    k: unused here beyond documentation of the rule (the column is final_best_k).
 
   Returns:
     Columns group, pair, target, seed, label, n_layers, score, base, rel.
   """
-  del k
   runs = runs[runs['pair'].isin(groups)].copy()
   runs['group'] = runs['pair'].map(groups)
   runs['label'] = [label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])]
@@ -522,7 +520,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = [dict(p) for p in config.pairs]
   settings = Settings(alpha=args.alpha, n_boot=args.n_boot, seed=args.seed)
   runs = scored_runs(results, settings.k)
-  rel = relative_scores(runs, pair_groups(pairs, config.data_dir or None), settings.k)
+  rel = relative_scores(runs, pair_groups(pairs, config.data_dir or None))
   claim_results = check_claims(rel, study.claims, settings)
   out = pathlib.Path(args.out) if args.out else results / 'reproduce'
   written = write_outputs(claim_results, rel, runs, out, study.reference, settings.k,
