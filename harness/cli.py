@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
   print(_format_results_table(results))
   if report.failed:
     print(f'\n{len(report.failed)} run(s) failed: see `transferbench status {results}`')
+  if report.busy:
+    print(f'\n{len(report.busy)} run(s) were being run by another worker on {results}: '
+          'run the command again once it has finished to see them all')
   return 1 if report.failed else 0
 
 
