@@ -20,6 +20,8 @@ Correlations (Kendall tau-b, weighted tau with scipy's hyperbolic weights on the
 Pearson r) between the seed-mean score and the seed-mean accuracy are computed:
 
 * ``layers``: per source-target pair, across n (does the estimator rank the layers right?);
+* ``runs``: per source-target pair, over single transfer runs (every seed and n): the score of
+  the source network a run copies from vs that run's accuracy (more points, with seed noise);
 * ``pairs``: per n, across source-target pairs (needs at least 3 pairs);
 * ``all``: over every (pair, n) point, when there are several pairs.
 """
@@ -226,6 +228,44 @@ def measured_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: in
           .rename(columns={'mean': 'accuracy', 'ci': 'accuracy_ci', 'count': 'accuracy_seeds'}))
 
 
+def run_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+  """Final accuracy of every complete AnB / AnB+ run, with the id of the run it copies from.
+
+  Returns:
+    Columns: run_id, source_run, target, n_layers, seed, measure, accuracy.
+  """
+  from analysis import measures as measures_lib
+  from analysis.curves import keep_complete, validate_curves
+  from harness.results import load_curves
+  curves, _ = keep_complete(validate_curves(load_curves(results_dir)))
+  curves = curves[curves['condition'] == 'transfer']
+  runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
+  store = ResultsStore(results_dir)
+  source_of = {run_id: (lambda spec: spec.get('source_run') or spec.get('source_checkpoint'))(
+      store.read_record(run_id)['spec']) for run_id in runs['run_id']}
+  return pd.DataFrame({'run_id': runs['run_id'], 'source_run': runs['run_id'].map(source_of),
+                       'target': runs['target'], 'n_layers': runs['n_layers'], 'seed': runs['seed'],
+                       'measure': runs['fine_tuned'].map(MEASURES),
+                       'accuracy': runs[f'final_{rule}']})
+
+
+def join_runs(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
+  """Each source seed's score joined with the accuracy of the runs that copy from that source.
+
+  Args:
+    scores: rows of :func:`score_sources`.
+    accuracy: :func:`run_accuracy`.
+
+  Returns:
+    One row per (estimator, transfer run): estimator, measure, source, target, n_layers,
+    source_run, run_id, seed (of the transfer run), score, accuracy.
+  """
+  merged = scores.drop(columns='seed').merge(accuracy, on=['source_run', 'target', 'n_layers'])
+  columns = ['estimator', 'measure', 'source', 'target', 'n_layers', 'source_run', 'run_id', 'seed',
+             'score', 'accuracy']
+  return merged[columns].sort_values(columns[:8]).reset_index(drop=True)
+
+
 def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
   """Seed-mean scores joined with measured accuracy at the same (source, target, n).
 
@@ -271,15 +311,21 @@ def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
 
 
 SCOPES = {
-    # scope -> (grouping columns besides estimator/measure, group label, needs several pairs)
-    'layers': (['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
-    'pairs': (['n_layers'], lambda key: f'n={key[0]}', True),
-    'all': ([], lambda key: 'all', True),
+    # scope -> (points: seed means or single runs, grouping columns besides estimator/measure,
+    #           group label, needs several pairs)
+    'layers': ('means', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
+    'runs': ('runs', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
+    'pairs': ('means', ['n_layers'], lambda key: f'n={key[0]}', True),
+    'all': ('means', [], lambda key: 'all', True),
 }
 
 
-def correlations(joined: pd.DataFrame) -> pd.DataFrame:
+def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> pd.DataFrame:
   """Correlation of each estimator with AnB / AnB+ accuracy, per scope (see module docstring).
+
+  Args:
+    joined: seed means, :func:`join_scores`.
+    per_run: single runs, :func:`join_runs` (None: no ``runs`` scope).
 
   Returns:
     Columns: estimator, measure, scope, group, points, kendall_tau, kendall_p, weighted_tau,
@@ -287,16 +333,19 @@ def correlations(joined: pd.DataFrame) -> pd.DataFrame:
   """
   strata = [c for c in ('model', 'examples_per_class') if c in joined.columns]
   pairs = joined[strata + ['source', 'target']].drop_duplicates()
+  tables = {'means': joined, 'runs': per_run}
   rows = []
-  for scope, (columns, name, several) in SCOPES.items():
-    if several and len(pairs) < 2:
+  for scope, (points, columns, name, several) in SCOPES.items():
+    table = tables[points]
+    if table is None or table.empty or (several and len(pairs) < 2):
       continue
-    group_by = ['estimator', 'measure'] + strata + columns
-    for key, group in joined.groupby(group_by, sort=True, dropna=False):
+    group_by = ['estimator', 'measure'] + [c for c in strata if c in table.columns] + columns
+    for key, group in table.groupby(group_by, sort=True, dropna=False):
       key = key if isinstance(key, tuple) else (key,)
-      label = name(key[2 + len(strata):])
-      if strata and pairs[strata].drop_duplicates().shape[0] > 1:
-        label = ' '.join(str(v) for v in key[2:2 + len(strata)]) + ' ' + label
+      n_strata = len(group_by) - 2 - len(columns)
+      label = name(key[2 + n_strata:])
+      if n_strata and pairs[strata].drop_duplicates().shape[0] > 1:
+        label = ' '.join(str(v) for v in key[2:2 + n_strata]) + ' ' + label
       rows.append({'estimator': key[0], 'measure': key[1], 'scope': scope, 'group': label,
                    **correlation(group['score'], group['accuracy'])})
   return pd.DataFrame(rows)
@@ -349,9 +398,10 @@ def figure_scatter(joined: pd.DataFrame):
             ax.annotate(str(r.n_layers), (r.score, r.accuracy), textcoords='offset points',
                         xytext=(3, 2), fontsize=6)
       ax.set_title(name)
-      ax.set_xlabel('score (mean over source seeds)')
+      ax.set_xlabel('score')
       ax.set_ylabel('final accuracy')
       ax.grid(alpha=0.3)
+    fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)')
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     figures._legend(fig, list(unique.values()), ncol=len(unique))
@@ -372,8 +422,9 @@ def figure_correlations(corr: pd.DataFrame):
   matplotlib, sns, Figure = figures._plotting()
   mean = corr.groupby(['estimator', 'measure'], sort=False)[list(stats_cols)].mean()
   grid = mean.unstack('measure')
-  grid.columns = [f'{measure}\n{stats_cols[stat]}' for stat, measure in grid.columns]
-  grid = grid[sorted(grid.columns, key=lambda c: (c.split('\n')[0], c))]
+  order = sorted(grid.columns, key=lambda c: (c[1], list(stats_cols).index(c[0])))
+  grid = grid[order]
+  grid.columns = [f'{measure}\n{stats_cols[stat]}' for stat, measure in order]
   with matplotlib.rc_context(figures.RC):
     fig = Figure(figsize=(figures.COLUMN_WIDTH * 1.4, 0.3 * len(grid) + 1.2), layout='constrained')
     ax = fig.subplots()
@@ -387,12 +438,14 @@ def figure_correlations(corr: pd.DataFrame):
 
 
 def write_outputs(out: pathlib.Path, scores: pd.DataFrame, joined: pd.DataFrame,
-                  corr: pd.DataFrame, figures_too: bool = True) -> list[pathlib.Path]:
-  """Writes scores.csv, joined.csv, correlations.csv and the figures (PNG + PDF) under ``out``."""
+                  per_run: pd.DataFrame, corr: pd.DataFrame,
+                  figures_too: bool = True) -> list[pathlib.Path]:
+  """Writes scores.csv, joined.csv, joined_runs.csv, correlations.csv and figures under ``out``."""
   from analysis import figures
   out.mkdir(parents=True, exist_ok=True)
   written = []
-  for name, table in (('scores', scores), ('joined', joined), ('correlations', corr)):
+  for name, table in (('scores', scores), ('joined', joined), ('joined_runs', per_run),
+                      ('correlations', corr)):
     path = out / f'{name}.csv'
     table.to_csv(path, index=False)
     written.append(path)

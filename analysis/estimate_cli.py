@@ -77,16 +77,18 @@ def run(args: argparse.Namespace) -> int:
   scores = estimate.score_sources(sources, settings, _data_dir(results, args.data_dir),
                                   show_progress=not args.no_progress)
   joined = estimate.join_scores(scores, accuracy)
-  corr = estimate.correlations(joined)
+  per_run = estimate.join_runs(scores, estimate.run_accuracy(results, rule=args.rule, k=args.k))
+  corr = estimate.correlations(joined, per_run)
   out = pathlib.Path(args.out) if args.out else results / 'estimates'
-  written = estimate.write_outputs(out, scores, joined, corr, figures_too=not args.no_figures)
+  written = estimate.write_outputs(out, scores, joined, per_run, corr,
+                                   figures_too=not args.no_figures)
   for note in notes:
     print(f'note: {note}')
   pairs = joined[['source', 'target']].drop_duplicates()
   print(f'{len(sources)} source network(s), {len(pairs)} source-target pair(s), '
         f'{scores["n_layers"].nunique()} layer(s), {settings.max_examples} target examples at most.')
   print(f'Correlation of seed-mean score with measured final accuracy ({args.rule}; '
-        "'layers': across n per pair, averaged over pairs):")
+        "'layers': seed means across n, 'runs': single runs; per pair, averaged over pairs):")
   print(estimate.summary_table(corr))
   print(f'Wrote {len(written)} files to {out}:')
   for path in written:
