@@ -1,4 +1,4 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``.
 
 Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
 """
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
   status.set_defaults(func=cmd_status)
   from analysis import cli as analysis_cli
   analysis_cli.register(sub)
+  from analysis import estimate_cli
+  estimate_cli.register(sub)
   return parser
 
 
