@@ -515,6 +515,9 @@ def run(args: argparse.Namespace) -> int:
     report = runner.run_sweep(config, results, progress=not args.no_progress)
     print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
           f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
+    if getattr(report, 'busy', None):
+      print(f'{len(report.busy)} run(s) are being run by another worker on {results}: the claims '
+            'below leave them out; run the command again once it has finished')
     pairs = None
   if pairs is None:
     pairs = [dict(p) for p in config.pairs]

@@ -186,6 +186,7 @@ def cli(args, capsys):
     ("--config.conditions=('frozen',)", "unknown condition 'frozen'"),
     ("--config.pairs=[{'kind': 'partition', 'dataset': 'digits', 'classes_a': [0, 1], 'classes_b': [2, 12]}]", '12'),
     ('--config.seedz=3', "unknown config field 'seedz'"),
+    ('--config.data_dir=/nonexistent/tfds', 'TFDS data directory /nonexistent/tfds (from --data-dir / config.data_dir) does not exist'),
 ])
 def test_bad_input_is_one_line_error_and_exit_2(override, message, data_dir, tmp_path, capsys):
   sweep = tmp_path / 'tiny_sweep.py'
