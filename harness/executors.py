@@ -21,7 +21,9 @@ is missing"), so nothing is left pending and ``transferbench status`` tells the 
 
 Resume. Running the same command again submits only what is not complete (failed runs are
 redone). Array tasks are :class:`submitit.helpers.Checkpointable`: on preemption or at the time
-limit, submitit requeues the task, which skips the runs it had already completed.
+limit, submitit requeues the task, which skips the runs it had already completed and resumes the
+interrupted one from its last progress checkpoint (``config.checkpoint_every``). Each run is
+claimed (``ResultsStore.claim``) while it trains, so no two workers ever run it at once.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ class ArrayTask(_Checkpointable):
   :func:`runner.execute` then skips the runs completed before.
   """
 
-  def __call__(self, specs: list[runs.RunSpec], results_dir: str, data_dir: str | None) -> dict:
-    report = runner.execute(specs, ResultsStore(results_dir), data_dir, progress=True,
+  def __call__(self, specs: list[runs.RunSpec], results_dir: str, data_dir: str | None,
+               checkpoint_every: int = 0) -> dict:
+    report = runner.execute(specs, ResultsStore(results_dir), data_dir,
+                            checkpoint_every=checkpoint_every, progress=True,
                             desc=f"task {os.environ.get('SLURM_ARRAY_TASK_ID', '?')}")
     return dataclasses.asdict(report)
 
@@ -205,7 +209,8 @@ def submit(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path) -
     try:
       executor.update_parameters(**params)
       jobs = executor.map_array(ArrayTask(), groups, [str(results_dir)] * len(groups),
-                                [data_dir] * len(groups))
+                                [data_dir] * len(groups),
+                                [int(config.get('checkpoint_every', 0))] * len(groups))
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, ValueError) as e:
       detail = ' '.join(line.replace('sbatch: error: ', '') for line in str(e).strip().splitlines())
       earlier = (f' (job {previous}, phase {phase - 1}, was submitted: `scancel {previous}` '

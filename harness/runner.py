@@ -25,10 +25,11 @@ from harness.results import ResultsStore, atomic_write_json, read_json
 class SweepReport:
   """What a call of :func:`execute` (or :func:`run_sweep`) did."""
   total: int
-  skipped: int
-  completed: int
+  skipped: int      # complete before this call
+  completed: int    # trained by this call
   failed: list[str]
   seconds: float
+  busy: list[str] = dataclasses.field(default_factory=list)  # held by another worker
 
 
 def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
@@ -38,20 +39,66 @@ def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
           'finished_at': now, 'status': 'failed', 'error': reason, 'curve': []}
 
 
+def _wait_for_source(store: ResultsStore, run_id: str) -> str | None:
+  """The status of a source run, after waiting while another worker holds it."""
+  status = store.status(run_id)
+  if status != 'complete' and store.is_claimed(run_id):
+    with store.claim(run_id, wait=True):  # Returns when its holder finishes (or dies).
+      status = store.status(run_id)
+  return status
+
+
+def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None,
+            checkpoint_every: int = 0) -> dict | None:
+  """Runs one run under its claim, unless it is complete or another worker is running it.
+
+  A transfer whose source is being trained by another worker waits for it; one whose source
+  failed (or is missing) is recorded as failed, with the reason.
+
+  Args:
+    spec: the run.
+    store: the results directory.
+    data_dir: TFDS data directory.
+    checkpoint_every: progress-checkpoint interval in steps (0: none).
+
+  Returns:
+    The record written, or None if nothing was run (complete, or held by another worker).
+  """
+  source_status = _wait_for_source(store, spec.source_run) if spec.source_run else 'complete'
+  with store.claim(spec.run_id) as mine:
+    if not mine:
+      return None
+    status = store.status(spec.run_id)  # Another worker may have finished it meanwhile.
+    if status == 'complete':
+      return None
+    if status == 'corrupt':
+      aside = store.set_aside_corrupt(spec.run_id)
+      tqdm.write(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it',
+                 file=sys.stderr)
+    store.log_attempt(spec.run_id, 'start')
+    if source_status != 'complete':
+      record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
+      store.write_record(record)
+    else:
+      record = runs.train_and_evaluate(spec, store, data_dir, checkpoint_every=checkpoint_every)
+    store.log_attempt(spec.run_id, 'end', status=record['status'])
+    return record
+
+
 def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
-            progress: bool = True, desc: str = 'sweep') -> SweepReport:
+            checkpoint_every: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
 
   Called in-process by the local executor and by every task of a SLURM job array on its share of
-  the runs, so both have the same semantics. Each run's status is read when its turn comes (not
-  once up front): a run that another worker completed meanwhile is skipped, a corrupt record is
-  set aside and redone, and a selffer/transfer run whose source is not complete (failed, or its
-  job died) is recorded as failed with the reason; re-running the sweep redoes it.
+  the runs, so both have the same semantics: each run goes through :func:`run_one` (its claim,
+  its status read when its turn comes, its source checked), so a run that another worker
+  completed meanwhile is skipped and one that another worker holds is reported busy.
 
   Args:
     specs: the runs, sources before the runs that copy from them.
     store: the results directory (shared by all workers).
     data_dir: TFDS data directory (None: the default).
+    checkpoint_every: progress-checkpoint interval in steps (0: none).
     progress: show a progress bar over runs, with an ETA.
     desc: the progress bar's label.
 
@@ -59,38 +106,29 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     A :class:`SweepReport` over ``specs``.
   """
   start = time.time()
-  done = sum(store.status(spec.run_id) == 'complete' for spec in specs)
-  skipped, completed = 0, 0
+  todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
   failed: list[str] = []
+  busy: list[str] = []
+  trained = 0
   # In a log file (cluster job, CI) a line every 30 s; in a terminal a live bar with an ETA.
-  bar = tqdm(total=len(specs), initial=done, unit='run', disable=not progress,
+  bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit='run', disable=not progress,
              desc=desc, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
-  for spec in specs:
-    status = store.status(spec.run_id)
-    if status == 'complete':
-      skipped += 1
-      continue
-    if status == 'corrupt':
-      aside = store.set_aside_corrupt(spec.run_id)
-      tqdm.write(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it',
-                 file=sys.stderr)
+  for spec in todo:
     bar.set_postfix_str(spec.describe())
-    source_status = store.status(spec.source_run) if spec.source_run else 'complete'
-    if source_status != 'complete':
-      record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
-      store.write_record(record)
-    else:
-      record = runs.train_and_evaluate(spec, store, data_dir)
-    if record['status'] == 'complete':
-      completed += 1
+    record = run_one(spec, store, data_dir, checkpoint_every)
+    if record is None:
+      if store.status(spec.run_id) != 'complete':
+        busy.append(spec.run_id)
+    elif record['status'] == 'complete':
+      trained += 1
     else:
       failed.append(spec.run_id)
       tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
     bar.update()
   bar.close()
-  return SweepReport(total=len(specs), skipped=skipped, completed=completed, failed=failed,
-                     seconds=time.time() - start)
+  return SweepReport(total=len(specs), skipped=len(specs) - len(todo), completed=trained,
+                     failed=failed, seconds=time.time() - start, busy=busy)
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
@@ -111,6 +149,9 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
               progress: bool = True) -> SweepReport:
   """Runs every run of a sweep that is not complete yet, in this process (the local executor).
 
+  Several workers may run the same sweep on one results directory at once: each run is claimed
+  by one of them (see :meth:`ResultsStore.claim`).
+
   Args:
     config: the sweep config (after overrides).
     results_dir: where records and checkpoints go.
@@ -120,13 +161,16 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
     A :class:`SweepReport`.
   """
   specs, store = prepare(config, results_dir)
-  return execute(specs, store, config.data_dir or None, progress=progress, desc=config.name)
+  return execute(specs, store, config.data_dir or None,
+                 checkpoint_every=config.get('checkpoint_every', 0), progress=progress,
+                 desc=config.name)
 
 
 def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
-  """Run ids of a results directory grouped by status: complete, failed, corrupt, pending.
+  """Run ids of a results directory grouped by status: complete, failed, corrupt, running, pending.
 
-  ``pending`` lists the runs of the sweep (``sweep.json``) that have no record yet.
+  ``running`` lists the runs without a record whose claim a live worker holds; ``pending`` the
+  other runs of the sweep (``sweep.json``) that have no record yet.
   """
   store = ResultsStore(results_dir)
   sweep_file = store.root / 'sweep.json'
@@ -134,7 +178,9 @@ def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
   if sweep_file.exists():
     expected = read_json(sweep_file).get('run_ids', [])
   present = sorted(p.name for p in store.runs_dir.iterdir()) if store.runs_dir.is_dir() else []
-  groups: dict[str, list[str]] = {'complete': [], 'failed': [], 'corrupt': [], 'pending': []}
+  groups: dict[str, list[str]] = {'complete': [], 'failed': [], 'corrupt': [], 'running': [],
+                                  'pending': []}
   for run_id in dict.fromkeys([*expected, *present]):
-    groups[store.status(run_id) or 'pending'].append(run_id)
+    status = store.status(run_id) or ('running' if store.is_claimed(run_id) else 'pending')
+    groups[status].append(run_id)
   return groups

@@ -9,8 +9,9 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   first_seed, conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), data_dir, executor ('local' or 'slurm') and slurm
-  (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+  transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
+  of long runs; execution only, not part of the runs' specs), executor ('local' or 'slurm') and
+  slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
 """
 
 from __future__ import annotations
@@ -214,6 +215,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
   c.data_dir = ''
+  # Execution settings (not part of any run's spec: they never change a result).
+  c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
   c.executor = 'local'  # or 'slurm': see harness/executors.py
   c.slurm = slurm_defaults()
   return c

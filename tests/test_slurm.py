@@ -104,6 +104,9 @@ def test_sweep_on_slurm_runs_each_run_once_sources_first_same_results(slurm_resu
   submitted = [r for a in log[0]['arrays'] for task in a['run_ids'] for r in task]
   assert sorted(submitted) == sorted(records)
   phase_of = {r: a['job_id'] for a in log[0]['arrays'] for task in a['run_ids'] for r in task}
+  store = ResultsStore(slurm_results)
+  for run_id in records:  # one attempt each, started and ended
+    assert [a['event'] for a in store.attempts(run_id)] == ['start', 'end'], run_id
   job = lambda r: r['executor'].get('slurm_array_job_id', r['executor'].get('slurm_job_id'))
   for spec in specs:
     record = records[spec.run_id]
