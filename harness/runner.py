@@ -16,7 +16,7 @@ from typing import Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import runs, sweeps
+from harness import compilation, packing, runs, sweeps
 from harness.results import ResultsStore, atomic_write_json, read_json
 
 
@@ -28,6 +28,7 @@ class SweepReport:
   completed: int
   failed: list[str]
   seconds: float
+  execution: dict = dataclasses.field(default_factory=dict)  # packing.ExecutionReport.to_dict()
 
 
 def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
@@ -67,7 +68,21 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit='run', disable=not progress,
              desc=config.name, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
-  for spec in todo:
+
+  def done(spec: runs.RunSpec, record: dict) -> None:
+    if record['status'] != 'complete':
+      failed.append(spec.run_id)
+      tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
+    bar.update()
+
+  # Fast path (harness.packing): families of runs in one compiled program each, packed per the
+  # backend's strategy. What it leaves (streamed data, sources not complete) runs one by one.
+  compilation.enable_persistent_cache()
+  execution = config.get('execution') or {}
+  fast = packing.execute(todo, store, data_dir, strategy=execution.get('strategy', 'auto'),
+                         pack_size=execution.get('pack_size', 0), on_record=done)
+  atomic_write_json(store.root / 'execution.json', fast.to_dict())
+  for spec in fast.remaining:
     bar.set_postfix_str(spec.describe())
     source_status = store.status(spec.source_run) if spec.source_run else 'complete'
     if source_status != 'complete':
@@ -81,7 +96,8 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
     bar.update()
   bar.close()
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo),
-                     completed=len(todo) - len(failed), failed=failed, seconds=time.time() - start)
+                     completed=len(todo) - len(failed), failed=failed, seconds=time.time() - start,
+                     execution=fast.to_dict())
 
 
 def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:

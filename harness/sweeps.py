@@ -213,4 +213,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
   c.data_dir = ''
+  # How to execute (never part of a run's identity): see harness/packing.py.
+  c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0))
   return c
