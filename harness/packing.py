@@ -106,7 +106,7 @@ def default_pack_size(backend: str) -> int:
 # Data of a family: training set padded to a bucketed length, test set padded to whole chunks.
 
 def bucket(n: int) -> int:
-  """``n`` rounded up to a multiple of 1/16 of the next power of two (at most ~6% padding).
+  """``n`` rounded up to a multiple of 1/16 of the next power of two (at most 12.5% padding).
 
   Tasks of similar size (the two halves of a data set) then share one shape, one compilation.
   """
