@@ -39,6 +39,11 @@ def cmd_run(args: argparse.Namespace) -> int:
   report = runner.run_sweep(config, results, progress=not args.no_progress)
   print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
         f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
+  ex = report.execution
+  if ex.get('families'):
+    print(f"Execution: {', '.join(sorted(set(ex['strategies'].values())))}; {ex['families']} "
+          f"program family(ies), {ex['programs_compiled']} programs compiled "
+          f"({ex['cache_hits']} from the persistent cache); see {results}/execution.json")
   print()
   print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
   print(_format_results_table(results))
@@ -84,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
   status.set_defaults(func=cmd_status)
   from analysis import cli as analysis_cli
   analysis_cli.register(sub)
+  from harness import bench
+  bench.register(sub)
   return parser
 
 
