@@ -14,10 +14,11 @@ large part of a small sweep's time. Two things keep it down:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import jax
 from jax import monitoring
@@ -54,6 +55,24 @@ def enable_persistent_cache() -> pathlib.Path | None:
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
   return path
+
+
+@contextlib.contextmanager
+def persistent_cache_off() -> Iterator[None]:
+  """Compiles without the persistent cache inside the block (JAX's default), then turns it back.
+
+  JAX decides once per process whether the cache is used; its private ``reset_cache`` makes it
+  decide again (without it, the flag would be ignored after the first compilation).
+  """
+  from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+  before = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)
+  compilation_cache.reset_cache()
+  try:
+    yield
+  finally:
+    jax.config.update('jax_enable_compilation_cache', before)
+    compilation_cache.reset_cache()
 
 
 class _Listener:

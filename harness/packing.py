@@ -13,13 +13,16 @@ Strategies (:data:`STRATEGIES`; chosen per backend and architecture by :func:`ch
 * ``vmap``: ``pack_size`` runs trained side by side with ``jax.vmap``; the steps between two
   evaluations run inside the program (``lax.fori_loop``) and the evaluation on the whole test set
   too, so the host syncs once per evaluation point for the whole pack. With several devices the
-  run axis is sharded across them (``jax.sharding``). Default on GPU/TPU, and for MLPs on CPU.
+  run axis is sharded across them (``jax.sharding``). Default on GPU/TPU. Packs are as equal as
+  possible (:func:`balanced_pack_size`), so small groups (base nets) are not padded to full packs.
 * ``sequential``: one run at a time, a Python loop over steps calling one compiled step (batch
   indices gathered on the device), evaluation in one program per chunk of the test set with one
   host sync per evaluation point. Default for conv nets on CPU, where ``vmap`` turns batched
   weights into a slow grouped convolution (~3x slower, measured) and convolutions inside
   ``lax.scan``/``fori_loop`` are ~15x slower than a Python loop (jax-ml/jax#12868).
-* ``fused``: one run at a time with the steps inside the program (MLPs without packing).
+* ``fused``: one run at a time with the steps inside the program. Default for MLPs on CPU:
+  on 2 cores the sweep is compute-bound (a pack's batched matmuls are no faster per run than one
+  run's), and ``vmap`` compiles one large program per pack size (measured in README "Speed").
 * ``per_run``: the original path, ``harness.runs.train_and_evaluate`` (also always used for
   streamed data sets too big for memory).
 
@@ -75,7 +78,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
 # Measured choice per (backend, architecture); '*' is any architecture. See the module docstring
 # and README ("Speed") for the measurements behind the CPU rows.
 AUTO: dict[tuple[str, str], str] = {
-    ('cpu', 'mlp'): 'vmap', ('cpu', '*'): 'sequential',
+    ('cpu', 'mlp'): 'fused', ('cpu', '*'): 'sequential',
     ('gpu', '*'): 'vmap', ('tpu', '*'): 'vmap',
 }
 PACK_SIZE = {'cpu': 8, '*': 64}  # runs per pack when config.execution.pack_size is 0
@@ -100,6 +103,19 @@ def choose_strategy(requested: str, backend: str, model_name: str) -> Strategy:
 
 def default_pack_size(backend: str) -> int:
   return PACK_SIZE.get(backend, PACK_SIZE['*'])
+
+
+def balanced_pack_size(num_runs: int, cap: int, devices: int = 1) -> int:
+  """Runs per pack for a group of ``num_runs``: the fewest packs of at most ``cap``, equal sizes.
+
+  A fixed size pads small groups (a base net per task: 1 run padded to 8 is 8x the work); the
+  size is instead ``ceil(num_runs / packs)`` rounded up to a multiple of ``devices``, so at most
+  ``packs * devices - 1`` slots are padding. Groups of different sizes then compile their own
+  program (a few seconds each), far less than the padded work they save.
+  """
+  packs = -(-num_runs // max(1, cap))
+  size = -(-num_runs // packs)
+  return -(-size // devices) * devices
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,8 +157,11 @@ def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyD
   if not (isinstance(train, tuple) and isinstance(test, tuple)):
     return None
   n_train, n_test = train[0].shape[0], test[0].shape[0]
-  chunk = min(eval_chunk, bucket(n_test))
-  chunks = -(-n_test // chunk)
+  # Equal chunks of at most eval_chunk rows covering bucket(n_test), a multiple of 16 each: both
+  # tasks of a pair share the shape, and padding is a few % (not up to a whole chunk: 4990 test
+  # images in chunks of 2048 were 6144 rows, 23% of the evaluation, which dominates short runs).
+  chunks = -(-bucket(n_test) // eval_chunk)
+  chunk = -(-bucket(n_test) // chunks // 16) * 16 if n_test > 16 else n_test
   rows = chunks * chunk
   x_test = _pad_rows(test[0], rows).reshape(chunks, chunk, *test[0].shape[1:])
   y_test = _pad_rows(test[1], rows).reshape(chunks, chunk)
@@ -498,7 +517,8 @@ def _execute_phase(specs, store, data_dir, requested, pack_size, backend, used, 
   for (key, target, strategy), group in groups.items():
     families.add(key)
     used[f'{key[0]} {target.name}'] = strategy.name
-    size = (pack_size or default_pack_size(backend)) if strategy.pack else 1
+    cap = pack_size or default_pack_size(backend)
+    size = balanced_pack_size(len(group), cap, jax.device_count()) if strategy.pack else 1
     if strategy.pack and group[0].hyper['steps'] * group[0].hyper['batch_size'] * 4 * size > MAX_INDEX_BYTES:
       left += group
       continue
@@ -516,9 +536,6 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
   tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
                                hyper['lr_decay_every'], hyper['lr_decay_factor'])
   family = _Family(model, tx, data, task.num_classes, tuple(task.input_shape), hyper)
-  if strategy.pack:  # whole packs across devices: a multiple of the device count
-    devices = jax.device_count()
-    size = -(-size // devices) * devices
   sources: dict = {}
   names = models.layer_names(model.num_layers)
   for start in range(0, len(group), size):

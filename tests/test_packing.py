@@ -61,8 +61,8 @@ def test_packed_and_unpacked_training_give_the_per_run_curves(per_run, strategy,
 def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   """Every condition, n, seed and both tasks of the pair (padded to one shape) share programs."""
   config = tiny_config(data_dir)
-  config.execution.strategy = 'vmap'
-  config.train.steps = 13  # a budget no other test compiled in this process
+  config.execution.strategy = 'fused'  # vmap: one program per pack size (see next test)
+  config.model_kwargs.hidden = (16, 13)  # a model no other test compiled in this process
   report = runner.run_sweep(config, tmp_path, progress=False)
   execution = json.loads((tmp_path / 'execution.json').read_text())
   assert execution == report.execution
@@ -71,8 +71,19 @@ def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   assert execution['programs_compiled'] == 3
 
 
+def test_balanced_packs_pad_little():
+  assert packing.balanced_pack_size(1, 8) == 1      # a lone base net is not padded to 8
+  assert packing.balanced_pack_size(15, 8) == 8     # 2 packs: 1 slot of padding
+  assert packing.balanced_pack_size(17, 8) == 6     # 3 packs of 6, not 3 of 8
+  assert packing.balanced_pack_size(3, 8, devices=4) == 4
+  for n in range(1, 40):
+    size = packing.balanced_pack_size(n, 8)
+    packs = -(-n // size)
+    assert size <= 8 and packs == -(-n // 8) and packs * size - n < packs
+
+
 def test_strategy_choice_per_backend_and_override():
-  assert packing.choose_strategy('auto', 'cpu', 'mlp/3x256').name == 'vmap'
+  assert packing.choose_strategy('auto', 'cpu', 'mlp/3x256').name == 'fused'
   assert packing.choose_strategy('auto', 'cpu', 'cnn/small').name == 'sequential'
   assert packing.choose_strategy('auto', 'gpu', 'cnn/small').name == 'vmap'
   assert packing.choose_strategy('fused', 'gpu', 'cnn/small').name == 'fused'
