@@ -1,4 +1,4 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``, ``reproduce``.
 
 Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
 """
@@ -49,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
   print(_format_results_table(results))
   if report.failed:
     print(f'\n{len(report.failed)} run(s) failed: see `transferbench status {results}`')
+  if report.busy:
+    print(f'\n{len(report.busy)} run(s) were being run by another worker on {results}: '
+          'run the command again once it has finished to see them all')
   return 1 if report.failed else 0
 
 
@@ -89,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
   status.set_defaults(func=cmd_status)
   from analysis import cli as analysis_cli
   analysis_cli.register(sub)
+  from analysis import estimate_cli
+  estimate_cli.register(sub)
+  from analysis import reproduce
+  reproduce.register(sub)
   from harness import bench
   bench.register(sub)
   return parser
@@ -101,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, rest = parser.parse_known_args(argv)
   overrides = [a for a in rest if a.startswith('--config.')]
   unknown = [a for a in rest if not a.startswith('--config.')]
-  if unknown or (overrides and args.command != 'run'):
+  if unknown or (overrides and args.command not in ('run', 'reproduce')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
   try:

@@ -232,6 +232,28 @@ def default_data_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get('TRANSFERBENCH_DATA_DIR', '~/tensorflow_datasets')).expanduser()
 
 
+def resolve_data_dir(data_dir: str | None) -> str:
+  """The TFDS data directory to use; a directory the user named must exist.
+
+  Only TFDS's own default (``~/tensorflow_datasets``) is created on first use: a directory named
+  by ``--data-dir``, ``config.data_dir`` or ``$TRANSFERBENCH_DATA_DIR`` that does not exist is
+  more likely a typo or an unmounted file system than a place to build data sets into.
+
+  Raises:
+    UserError: the named directory does not exist.
+  """
+  if data_dir:
+    directory, named_by = pathlib.Path(data_dir).expanduser(), '--data-dir / config.data_dir'
+  elif 'TRANSFERBENCH_DATA_DIR' in os.environ:
+    directory, named_by = default_data_dir(), '$TRANSFERBENCH_DATA_DIR'
+  else:
+    return str(default_data_dir())
+  if not directory.is_dir():
+    raise UserError(f'TFDS data directory {directory} (from {named_by}) does not exist: create it '
+                    '(`mkdir -p` it, for the embedded data sets to be built there) or fix the path')
+  return str(directory)
+
+
 @contextlib.contextmanager
 def _quiet_tfds():
   """While building: TFDS's progress bars, absl warnings about the not-yet-built folder and its
@@ -252,7 +274,7 @@ def _quiet_tfds():
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder of a data set; embedded sets are built on first use."""
   spec = dataset_spec(name)
-  directory = str(pathlib.Path(data_dir).expanduser() if data_dir else default_data_dir())
+  directory = resolve_data_dir(data_dir)
   if spec.builder is not None:
     with _quiet_tfds():
       builder = spec.builder(data_dir=directory, file_format='array_record')

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from harness.errors import UserError
 
 HEAD = 'head'
+FEATURES = 'features'  # Collection where every model sows each layer's output (see layer_outputs).
 
 
 def layer_names(num_layers: int) -> tuple[str, ...]:
@@ -40,6 +41,37 @@ def layer_names(num_layers: int) -> tuple[str, ...]:
     ``('layer1', ..., 'layer{L-1}', 'head')``.
   """
   return tuple(f'layer{i}' for i in range(1, num_layers)) + (HEAD,)
+
+
+def _emit(module: nn.Module, index: int, x: jax.Array) -> jax.Array:
+  """Sows ``x``, the output of ``layer{index}``, into :data:`FEATURES` (a no-op unless mutable).
+
+  Outputs accumulate, in call order, in one tuple ``FEATURES/layers`` (a sown name may not
+  repeat a submodule's name, so ``layer{index}`` itself cannot be used).
+  """
+  del index  # The position in the tuple: layers are called in order.
+  module.sow(FEATURES, 'layers', x)
+  return x
+
+
+def layer_outputs(model: nn.Module, variables: dict, x: jax.Array) -> dict[str, jax.Array]:
+  """Every transferable layer's output in eval mode (batch norm with running statistics).
+
+  The output of ``layer{n}`` is what ``layer{n+1}`` (or the head) receives: after the layer's
+  non-linearity, pooling and normalisation, before any global pooling of the head. Jit it with
+  ``model`` static (e.g. ``jax.jit(functools.partial(layer_outputs, model))``).
+
+  Args:
+    model: a module from :func:`build_model`.
+    variables: ``{'params': ..., 'batch_stats': ...}``.
+    x: a batch of inputs.
+
+  Returns:
+    ``{'layer1': ..., 'layer{L-1}': ...}``, each with the batch as leading axis.
+  """
+  _, state = model.apply(variables, x, train=False, mutable=[FEATURES])
+  outputs = state[FEATURES]['layers']
+  return {name: value for name, value in zip(layer_names(len(outputs) + 1), outputs)}
 
 
 def _frozen_at(frozen: jax.Array | None, index: int) -> jax.Array:
@@ -103,19 +135,21 @@ class MLP(nn.Module):
     del train, frozen  # No batch norm or dropout.
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(width, name=f'layer{i + 1}')(x))
+      x = _emit(self, i + 1, nn.relu(nn.Dense(width, name=f'layer{i + 1}')(x)))
     return nn.Dense(self.num_classes, name=HEAD)(x)
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
-  """One conv layer: features, square kernel, stride, max-pool window (0 = none), LRN after."""
+  """One conv layer: features, square kernel, stride, max-pool window (0 = none), LRN after,
+  and padding ('SAME', or 'VALID' as Caffe's unpadded conv1)."""
   features: int
   kernel: int = 3
   stride: int = 1
   pool: int = 0
   pool_stride: int = 2
   lrn: bool = False
+  padding: str = 'SAME'
 
 
 class ConvLayer(nn.Module):
@@ -125,7 +159,7 @@ class ConvLayer(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = self.spec
-    x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding='SAME',
+    x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
                         name='conv')(x))
     if s.pool:
       x = nn.max_pool(x, (s.pool, s.pool), strides=(s.pool_stride, s.pool_stride), padding='VALID')
@@ -158,10 +192,11 @@ class CNN(nn.Module):
   def __call__(self, x, train: bool = False, frozen: jax.Array | None = None):
     del frozen  # No batch norm.
     for i, spec in enumerate(self.convs):
-      x = ConvLayer(spec, name=f'layer{i + 1}')(x)
+      x = _emit(self, i + 1, ConvLayer(spec, name=f'layer{i + 1}')(x))
     x = x.reshape((x.shape[0], -1))
     for j, width in enumerate(self.dense):
-      x = nn.relu(nn.Dense(width, name=f'layer{len(self.convs) + j + 1}')(x))
+      index = len(self.convs) + j + 1
+      x = _emit(self, index, nn.relu(nn.Dense(width, name=f'layer{index}')(x)))
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name=HEAD)(x)
@@ -215,17 +250,19 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, frozen: jax.Array | None = None):
-    x = Stem(self.stem, name='layer1')(x, train, _frozen_at(frozen, 0))
+    x = _emit(self, 1, Stem(self.stem, name='layer1')(x, train, _frozen_at(frozen, 0)))
     for i, (features, stride) in enumerate(self.blocks):
-      x = ResidualBlock(features, stride, name=f'layer{i + 2}')(x, train, _frozen_at(frozen, i + 1))
+      x = _emit(self, i + 2, ResidualBlock(features, stride, name=f'layer{i + 2}')(
+          x, train, _frozen_at(frozen, i + 1)))
     x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))  # Global average pool (parameter-free).
     return nn.Dense(self.num_classes, name=HEAD)(x)
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {'mlp': MLP, 'cnn': CNN, 'resnet': ResNet}
 
+# Caffe's reference net: conv1 unpadded (227 -> 55), conv2-5 padded to keep their size.
 _ALEXNET_CONVS = (
-    ConvSpec(96, 11, stride=4, pool=3, lrn=True), ConvSpec(256, 5, pool=3, lrn=True),
+    ConvSpec(96, 11, stride=4, pool=3, lrn=True, padding='VALID'), ConvSpec(256, 5, pool=3, lrn=True),
     ConvSpec(384, 3), ConvSpec(384, 3), ConvSpec(256, 3, pool=3))
 
 # Named variants: architecture + keyword arguments. A config names a variant and may override

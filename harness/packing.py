@@ -33,10 +33,12 @@ to float tolerance (tested).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
 import math
+import sys
 import time
 import zlib
 from typing import Any, Callable, Sequence
@@ -459,13 +461,16 @@ def _family_key(spec: runs.RunSpec, data: FamilyData, num_classes: int) -> tuple
 
 
 def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
-            strategy: str = 'auto', pack_size: int = 0,
+            strategy: str = 'auto', pack_size: int = 0, checkpoint_every: int = 0,
             on_record: Callable[[runs.RunSpec, dict], None] | None = None) -> ExecutionReport:
   """Trains pending runs family by family, writing one record per run (as the per-run path).
 
   Runs without a source network (base nets, random features, transfers from a checkpoint) go
-  first; then the runs whose source run is complete. A run whose source is missing or failed is
-  left in ``remaining`` (the caller records why).
+  first; then the runs whose source run is complete. A run whose source is missing, failed or
+  still being trained by another worker is left in ``remaining`` (the per-run path waits for it
+  or records why), and so is a run longer than ``checkpoint_every`` steps (the per-run path
+  saves its progress). Each pack is trained while its runs' claims are held
+  (:meth:`ResultsStore.claim`): runs another worker holds, or has finished, are left out.
 
   Args:
     specs: runs to do, in the sweep's order.
@@ -473,6 +478,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     data_dir: TFDS data directory.
     strategy: a key of :data:`STRATEGIES` or 'auto' (see :func:`choose_strategy`).
     pack_size: runs per pack for packed strategies; 0 = the backend's default.
+    checkpoint_every: the sweep's progress-checkpoint interval (0: none).
     on_record: called with each spec and its record once written.
 
   Returns:
@@ -485,8 +491,11 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
   used: dict[str, str] = {}
   families: set = set()
   with compilation.CompileCounter() as counter:
-    first = [s for s in specs if not s.source_run]
-    later = [s for s in specs if s.source_run]
+    long_runs = [s for s in specs if 0 < checkpoint_every < s.hyper['steps']]
+    remaining += long_runs
+    specs_here = [s for s in specs if s not in long_runs]
+    first = [s for s in specs_here if not s.source_run]
+    later = [s for s in specs_here if s.source_run]
     for phase in (first, later):
       ready = [s for s in phase if not s.source_run or store.status(s.source_run) == 'complete']
       remaining += [s for s in phase if s not in ready]
@@ -539,22 +548,40 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
   sources: dict = {}
   names = models.layer_names(model.num_layers)
   for start in range(0, len(group), size):
-    t0 = time.time()
-    chunk = group[start:start + size]
-    padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
-    states, idx = _pack_inputs(padded, family, store, sources, strategy.pack)
-    results = _train_pack(family, states, idx, strategy)
-    wall = (time.time() - t0) / len(chunk)
-    for spec, (curve, diverged_at, variables) in zip(chunk, results):
-      record = _record(spec, curve, diverged_at, model, names, strategy, size, wall)
-      if record['status'] == 'complete' and spec.condition == 'scratch':
-        meta = {'model': spec.model, 'model_kwargs': dict(spec.model_kwargs),
-                'num_classes': task.num_classes, 'input_shape': list(task.input_shape),
-                'task': spec.target.to_dict(), 'run_id': spec.run_id}
-        runs.save_checkpoint(store.checkpoint_dir(spec.run_id), variables, meta)
-      store.write_record(record)
-      if on_record:
-        on_record(spec, record)
+    with contextlib.ExitStack() as claims:
+      chunk = [spec for spec in group[start:start + size] if _claim(claims, store, spec)]
+      if not chunk:
+        continue
+      t0 = time.time()
+      padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
+      states, idx = _pack_inputs(padded, family, store, sources, strategy.pack)
+      results = _train_pack(family, states, idx, strategy)
+      wall = (time.time() - t0) / len(chunk)
+      for spec, (curve, diverged_at, variables) in zip(chunk, results):
+        record = _record(spec, curve, diverged_at, model, names, strategy, size, wall)
+        if record['status'] == 'complete' and spec.condition == 'scratch':
+          meta = {'model': spec.model, 'model_kwargs': dict(spec.model_kwargs),
+                  'num_classes': task.num_classes, 'input_shape': list(task.input_shape),
+                  'task': spec.target.to_dict(), 'run_id': spec.run_id}
+          runs.save_checkpoint(store.checkpoint_dir(spec.run_id), variables, meta)
+        store.write_record(record)
+        store.log_attempt(spec.run_id, 'end', status=record['status'])
+        if on_record:
+          on_record(spec, record)
+
+
+def _claim(claims: contextlib.ExitStack, store: ResultsStore, spec: runs.RunSpec) -> bool:
+  """Takes a run's claim into ``claims`` if it is free and the run still has no complete record."""
+  if not claims.enter_context(store.claim(spec.run_id)):
+    return False
+  status = store.status(spec.run_id)
+  if status == 'complete':  # Finished by another worker meanwhile.
+    return False
+  if status == 'corrupt':
+    aside = store.set_aside_corrupt(spec.run_id)
+    print(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it', file=sys.stderr)
+  store.log_attempt(spec.run_id, 'start')
+  return True
 
 
 def _record(spec, curve, diverged_at, model, names, strategy, size, wall) -> dict:

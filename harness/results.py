@@ -5,9 +5,16 @@ Layout of a results directory::
     RESULTS/sweep.json                   the resolved sweep config (provenance)
     RESULTS/runs/<run_id>/record.json    config, environment, status, learning curve
     RESULTS/runs/<run_id>/checkpoint/    final weights of scratch runs (sources of transfers)
+    RESULTS/runs/<run_id>/progress/      periodic checkpoint of an unfinished run (then deleted)
+    RESULTS/runs/<run_id>/claim          lock file held by the worker running the run
+    RESULTS/runs/<run_id>/attempts.jsonl one line per start and end of an attempt (who, when)
 
 A record is written to a temporary file, fsynced and renamed, so a crash never leaves a partial
-record that looks complete. :func:`load_curves` turns the records into the long format shared
+record that looks complete. A worker runs a run only while it holds the run's claim, an
+exclusive ``flock`` on the claim file that the kernel releases when the holder dies (even by
+SIGKILL), so two workers (processes, SLURM array tasks) never run one run at once and a killed
+worker never leaves a stale claim. flock is honoured across hosts on NFSv4 and on Lustre/GPFS
+mounted with flock support; on a file system without it, give each worker its own runs. :func:`load_curves` turns the records into the long format shared
 with ``analysis/`` and users' notebooks (one row per evaluation)::
 
     run_id, condition, n_layers, fine_tuned, source, target, seed, step, accuracy, loss, ...
@@ -15,9 +22,12 @@ with ``analysis/`` and users' notebooks (one row per evaluation)::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
+import socket
 import tempfile
 import time
 from typing import Any, Iterator
@@ -44,6 +54,15 @@ def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def worker_identity() -> dict:
+  """Host, process and, under SLURM, job and array task of the current worker."""
+  ids = {'host': socket.gethostname(), 'pid': os.getpid()}
+  for var in ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID'):
+    if var in os.environ:
+      ids[var.lower()] = os.environ[var]
+  return ids
 
 
 def read_json(path: pathlib.Path) -> dict:
@@ -74,6 +93,68 @@ class ResultsStore:
 
   def checkpoint_dir(self, run_id: str) -> pathlib.Path:
     return self.run_dir(run_id) / 'checkpoint'
+
+  def progress_dir(self, run_id: str) -> pathlib.Path:
+    return self.run_dir(run_id) / 'progress'
+
+  @contextlib.contextmanager
+  def claim(self, run_id: str, wait: bool = False) -> Iterator[bool]:
+    """Holds the run's exclusive claim for the duration of the ``with`` block.
+
+    Args:
+      run_id: the run.
+      wait: block until the claim is free; otherwise give up at once if another worker holds it.
+
+    Yields:
+      True if this process holds the claim, False if another worker does (``wait=False``).
+    """
+    path = self.run_dir(run_id) / 'claim'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+      except BlockingIOError:
+        yield False
+        return
+      os.ftruncate(fd, 0)  # Who holds it, for people looking at the directory.
+      os.write(fd, json.dumps(worker_identity()).encode())
+      try:
+        yield True
+      finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+      os.close(fd)
+
+  def is_claimed(self, run_id: str) -> bool:
+    """Whether a live worker holds the run's claim right now."""
+    if not (self.run_dir(run_id) / 'claim').exists():
+      return False
+    with self.claim(run_id) as mine:
+      return not mine
+
+  def log_attempt(self, run_id: str, event: str, **fields: Any) -> None:
+    """Appends ``{'event': event, worker identity, time, **fields}`` to the run's attempts log."""
+    line = json.dumps({'event': event, **worker_identity(), 'time': time.time(), **fields})
+    path = self.run_dir(run_id) / 'attempts.jsonl'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:  # One short O_APPEND write per line.
+      f.write(line + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+
+  def attempts(self, run_id: str) -> list[dict]:
+    """The run's attempts log (a torn last line from a crash mid-write is skipped)."""
+    path = self.run_dir(run_id) / 'attempts.jsonl'
+    if not path.exists():
+      return []
+    out = []
+    for line in path.read_text().splitlines():
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+    return out
 
   def status(self, run_id: str) -> str | None:
     """``'complete'``, ``'failed'``, ``'corrupt'`` or None (never run)."""

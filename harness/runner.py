@@ -24,10 +24,11 @@ from harness.results import ResultsStore, atomic_write_json, read_json
 class SweepReport:
   """What a call of :func:`run_sweep` did."""
   total: int
-  skipped: int
-  completed: int
+  skipped: int      # complete before this call
+  completed: int    # trained by this call
   failed: list[str]
   seconds: float
+  busy: list[str] = dataclasses.field(default_factory=list)  # held by another worker
   execution: dict = dataclasses.field(default_factory=dict)  # packing.ExecutionReport.to_dict()
 
 
@@ -36,9 +37,58 @@ def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
           'environment': runs.environment(), 'status': 'failed', 'error': reason, 'curve': []}
 
 
+def _wait_for_source(store: ResultsStore, run_id: str) -> str | None:
+  """The status of a source run, after waiting while another worker holds it."""
+  status = store.status(run_id)
+  if status != 'complete' and store.is_claimed(run_id):
+    with store.claim(run_id, wait=True):  # Returns when its holder finishes (or dies).
+      status = store.status(run_id)
+  return status
+
+
+def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None,
+            checkpoint_every: int = 0) -> dict | None:
+  """Runs one run under its claim, unless it is complete or another worker is running it.
+
+  A transfer whose source is being trained by another worker waits for it; one whose source
+  failed (or is missing) is recorded as failed, with the reason.
+
+  Args:
+    spec: the run.
+    store: the results directory.
+    data_dir: TFDS data directory.
+    checkpoint_every: progress-checkpoint interval in steps (0: none).
+
+  Returns:
+    The record written, or None if nothing was run (complete, or held by another worker).
+  """
+  source_status = _wait_for_source(store, spec.source_run) if spec.source_run else 'complete'
+  with store.claim(spec.run_id) as mine:
+    if not mine:
+      return None
+    status = store.status(spec.run_id)  # Another worker may have finished it meanwhile.
+    if status == 'complete':
+      return None
+    if status == 'corrupt':
+      aside = store.set_aside_corrupt(spec.run_id)
+      tqdm.write(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it',
+                 file=sys.stderr)
+    store.log_attempt(spec.run_id, 'start')
+    if source_status != 'complete':
+      record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
+      store.write_record(record)
+    else:
+      record = runs.train_and_evaluate(spec, store, data_dir, checkpoint_every=checkpoint_every)
+    store.log_attempt(spec.run_id, 'end', status=record['status'])
+    return record
+
+
 def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path, *,
               progress: bool = True) -> SweepReport:
   """Runs every run of a sweep that is not complete yet.
+
+  Several workers may run the same sweep on one results directory at once: each run is claimed
+  by one of them (see :meth:`ResultsStore.claim`).
 
   Args:
     config: the sweep config (after overrides).
@@ -53,57 +103,50 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   store = ResultsStore(results_dir)
   atomic_write_json(store.root / 'sweep.json', {'config': config.to_dict(),
                                                 'run_ids': [s.run_id for s in specs]})
-  todo = []
-  for spec in specs:
-    status = store.status(spec.run_id)
-    if status == 'corrupt':
-      aside = store.set_aside_corrupt(spec.run_id)
-      tqdm.write(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it',
-                 file=sys.stderr)
-    if status != 'complete':
-      todo.append(spec)
+  todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
   data_dir = config.data_dir or None
   failed: list[str] = []
+  trained = 0
   # In a log file (cluster job, CI) a line every 30 s; in a terminal a live bar with an ETA.
   bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit='run', disable=not progress,
              desc=config.name, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
 
   def done(spec: runs.RunSpec, record: dict) -> None:
-    if record['status'] != 'complete':
+    nonlocal trained
+    if record['status'] == 'complete':
+      trained += 1
+    else:
       failed.append(spec.run_id)
       tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
     bar.update()
 
   # Fast path (harness.packing): families of runs in one compiled program each, packed per the
-  # backend's strategy. What it leaves (streamed data, sources not complete) runs one by one.
+  # backend's strategy. What it leaves (streamed data, runs long enough for progress checkpoints,
+  # sources not complete yet) runs one by one; both paths train a run only under its claim.
   compilation.enable_persistent_cache()
   execution = config.get('execution') or {}
+  checkpoint_every = config.get('checkpoint_every', 0)
   fast = packing.execute(todo, store, data_dir, strategy=execution.get('strategy', 'auto'),
-                         pack_size=execution.get('pack_size', 0), on_record=done)
+                         pack_size=execution.get('pack_size', 0), checkpoint_every=checkpoint_every,
+                         on_record=done)
   atomic_write_json(store.root / 'execution.json', fast.to_dict())
   for spec in fast.remaining:
     bar.set_postfix_str(spec.describe())
-    source_status = store.status(spec.source_run) if spec.source_run else 'complete'
-    if source_status != 'complete':
-      record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
-      store.write_record(record)
-    else:
-      record = runs.train_and_evaluate(spec, store, data_dir)
-    if record['status'] != 'complete':
-      failed.append(spec.run_id)
-      tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
-    bar.update()
+    record = run_one(spec, store, data_dir, checkpoint_every)
+    if record is not None:
+      done(spec, record)
   bar.close()
-  return SweepReport(total=len(specs), skipped=len(specs) - len(todo),
-                     completed=len(todo) - len(failed), failed=failed, seconds=time.time() - start,
-                     execution=fast.to_dict())
+  busy = [spec.run_id for spec in todo if store.status(spec.run_id) is None]
+  return SweepReport(total=len(specs), skipped=len(specs) - len(todo), completed=trained,
+                     failed=failed, seconds=time.time() - start, busy=busy, execution=fast.to_dict())
 
 
 def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
-  """Run ids of a results directory grouped by status: complete, failed, corrupt, pending.
+  """Run ids of a results directory grouped by status: complete, failed, corrupt, running, pending.
 
-  ``pending`` lists the runs of the sweep (``sweep.json``) that have no record yet.
+  ``running`` lists the runs without a record whose claim a live worker holds; ``pending`` the
+  other runs of the sweep (``sweep.json``) that have no record yet.
   """
   store = ResultsStore(results_dir)
   sweep_file = store.root / 'sweep.json'
@@ -111,7 +154,9 @@ def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
   if sweep_file.exists():
     expected = read_json(sweep_file).get('run_ids', [])
   present = sorted(p.name for p in store.runs_dir.iterdir()) if store.runs_dir.is_dir() else []
-  groups: dict[str, list[str]] = {'complete': [], 'failed': [], 'corrupt': [], 'pending': []}
+  groups: dict[str, list[str]] = {'complete': [], 'failed': [], 'corrupt': [], 'running': [],
+                                  'pending': []}
   for run_id in dict.fromkeys([*expected, *present]):
-    groups[store.status(run_id) or 'pending'].append(run_id)
+    status = store.status(run_id) or ('running' if store.is_claimed(run_id) else 'pending')
+    groups[status].append(run_id)
   return groups

@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -104,7 +105,6 @@ def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
   path = pathlib.Path(path).absolute()
   state_dir = path / 'state'
   if state_dir.exists():  # A crashed earlier attempt: orbax refuses to overwrite.
-    import shutil
     shutil.rmtree(state_dir)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(state_dir, {'params': variables['params'], 'batch_stats': variables['batch_stats']})
@@ -132,6 +132,64 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
   path = pathlib.Path(path).absolute()
   restored = ocp.StandardCheckpointer().restore(path / 'state')
   return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress checkpoints of unfinished runs: RUN/progress/<step>/ (orbax CheckpointManager, the
+# latest one kept). Orbax finalises a step directory only when it is complete, so a crash during a
+# save leaves the previous checkpoint as the latest.
+
+def _progress_manager(path: pathlib.Path):
+  import orbax.checkpoint as ocp
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(pathlib.Path(path).absolute(), options=options)
+
+
+def _state_tree(state: training.TrainState) -> dict:
+  """The parts of a train state that change during training, as a serialisable tree (the masks
+  derive from the run's spec, and typed PRNG keys are stored as their raw key data)."""
+  return {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats,
+          'opt_state': state.opt_state, 'rng': jax.random.key_data(state.rng)}
+
+
+def save_progress(path: pathlib.Path, progress: training.Progress) -> None:
+  """Checkpoints an unfinished run (weights, optimizer state, step, curve so far)."""
+  import orbax.checkpoint as ocp
+  meta = {'curve': progress.curve, 'train_loss': progress.train_loss}
+  with _progress_manager(path) as manager:
+    manager.save(progress.step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_state_tree(progress.state)), progress=ocp.args.JsonSave(meta)))
+
+
+def load_progress(path: pathlib.Path, like: training.TrainState) -> training.Progress | None:
+  """The latest progress checkpoint under ``path``, restored into the structure of ``like``.
+
+  Returns:
+    The progress, or None when there is no checkpoint.
+  """
+  import orbax.checkpoint as ocp
+  path = pathlib.Path(path)
+  if not path.is_dir():
+    return None
+  try:
+    with _progress_manager(path) as manager:
+      step = manager.latest_step()
+      if step is None:
+        return None
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(like))
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+  except Exception as e:  # Unreadable or of another shape: keep it for inspection, start over.
+    aside = path.with_name(f'{path.name}.unreadable-{time.strftime("%Y%m%d-%H%M%S")}')
+    os.replace(path, aside)
+    print(f'transferbench: warning: progress checkpoint {path} is unreadable '
+          f'({type(e).__name__}); moved to {aside}, the run starts from step 0', file=sys.stderr)
+    return None
+  tree = restored.state
+  state = like.replace(step=tree['step'], params=tree['params'], batch_stats=tree['batch_stats'],
+                       opt_state=tree['opt_state'], rng=jax.random.wrap_key_data(tree['rng']))
+  return training.Progress(state=state, curve=restored.progress['curve'],
+                           train_loss=restored.progress['train_loss'])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +270,11 @@ def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -
 
 def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
                        on_eval: Callable[[dict], None] | None = None,
-                       keep_weights: bool | None = None) -> dict:
+                       keep_weights: bool | None = None, checkpoint_every: int = 0) -> dict:
   """Trains one run and writes its record (and, for scratch runs, its checkpoint).
+
+  A run killed before its record was written continues from its last progress checkpoint, if
+  any, with the same result as an uninterrupted run.
 
   Args:
     spec: the run.
@@ -223,6 +284,8 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
     on_eval: called with each curve point as it is measured.
     keep_weights: save the final weights as a checkpoint; default: scratch runs only (they are
       the base nets and the source networks of transfers).
+    checkpoint_every: save a progress checkpoint every so many steps (0: never). It does not
+      change the result, so it is not part of the run's spec.
 
   Returns:
     The record written (``status`` is ``'complete'`` or ``'failed'``).
@@ -242,11 +305,16 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
   record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
             'environment': environment(), 'num_layers': model.num_layers, 'layer_names': names}
+  progress_dir = store.progress_dir(spec.run_id)
+  resume = load_progress(progress_dir, state)
+  if resume is not None:
+    record['resumed_from_step'] = resume.step
   try:
     state, curve = training.train_loop(
         model, tx, state, train_data, test_data, steps=hyper['steps'],
         batch_size=hyper['batch_size'], eval_every=hyper['eval_every'], data_rng=data_rng,
-        on_eval=on_eval)
+        on_eval=on_eval, resume=resume, save_every=checkpoint_every,
+        save=functools.partial(save_progress, progress_dir))
     record.update(status='complete', curve=curve)
   except training.Diverged as e:
     record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=e.curve)
@@ -260,4 +328,5 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
                     {'params': state.params, 'batch_stats': state.batch_stats}, meta)
   record['wall_time_s'] = round(time.time() - start, 3)
   store.write_record(record)
+  shutil.rmtree(progress_dir, ignore_errors=True)  # Only once the record is safely written.
   return record

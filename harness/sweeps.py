@@ -9,7 +9,8 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   first_seed, conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), data_dir.
+  transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
+  of long runs; execution only, not part of the runs' specs).
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
   c.data_dir = ''
-  # How to execute (never part of a run's identity): see harness/packing.py.
-  c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0))
+  # Execution settings (not part of any run's spec: they never change a result).
+  c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
+  c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0))  # harness/packing.py
   return c

@@ -9,6 +9,7 @@ batch shape) and serves every condition, n and seed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -246,20 +247,43 @@ def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator) 
       yield perm[start:start + batch_size]
 
 
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where an unfinished run stands: enough to continue it exactly (see :func:`train_loop`)."""
+  state: TrainState    # after ``state.step`` training steps
+  curve: list          # the evaluations made before step ``state.step``
+  train_loss: float    # the last recorded training loss (the next curve point reports it)
+
+  @property
+  def step(self) -> int:
+    return int(self.state.step)
+
+
 def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainState,
                train_data, test_data, *,
                steps: int, batch_size: int, eval_every: int, data_rng: np.random.Generator,
-               on_eval: Callable[[dict], None] | None = None) -> tuple[TrainState, list[dict]]:
+               on_eval: Callable[[dict], None] | None = None,
+               resume: Progress | None = None, save_every: int = 0,
+               save: Callable[[Progress], None] | None = None) -> tuple[TrainState, list[dict]]:
   """Trains for ``steps`` steps, evaluating on the test set at :func:`eval_steps`.
+
+  A run can be continued from a saved :class:`Progress`: the batch order is replayed from
+  ``data_rng`` up to the saved step, so the continued curve equals an uninterrupted run's
+  (bit for bit on CPU).
 
   Args:
     model, tx: the module and optimizer.
-    state: the starting state.
+    state: the starting state (ignored when ``resume`` is given).
     train_data, test_data: ``(x, y)`` device arrays, or random-access sources (``len()``,
       ``get_batch(indices)``) whose batches are prepared on the host.
     steps, batch_size, eval_every: the budget and schedule.
-    data_rng: numpy generator for the batch order (same for every condition of a seed/task).
+    data_rng: numpy generator for the batch order (same for every condition of a seed/task), in
+      its initial state also when resuming.
     on_eval: called with each curve point as it is measured (progress display).
+    resume: continue from this progress instead of step 0.
+    save_every: call ``save`` every so many steps (0: never).
+    save: receives the progress (e.g. writes a checkpoint); it must finish reading the state
+      before it returns, since the next step donates the state's buffers.
 
   Returns:
     The final state and the curve: a list of ``{'step', 'accuracy', 'loss', 'train_loss'}``.
@@ -271,8 +295,14 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
   step_fn = compiled_train_step(model, tx, resident)
   schedule = set(eval_steps(steps, eval_every))
   batches = batch_indices(_num_examples(train_data), batch_size, data_rng)
-  curve, train_loss = [], float('nan')
-  for step in range(steps + 1):
+  curve, train_loss, start = [], float('nan'), 0
+  if resume is not None:
+    state, curve, train_loss, start = resume.state, list(resume.curve), resume.train_loss, resume.step
+    for _ in range(start):  # Replays the batch order (cheap: one permutation per epoch).
+      next(batches)
+  for step in range(start, steps + 1):
+    if save is not None and save_every and step % save_every == 0 and start < step < steps:
+      save(Progress(state=state, curve=list(curve), train_loss=train_loss))
     if step in schedule:
       accuracy, loss = evaluate(model, state, test_data)
       if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):

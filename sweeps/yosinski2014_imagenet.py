@@ -7,6 +7,14 @@ Caffe's solver: SGD lr 0.01, momentum 0.9, weight decay 5e-4, learning rate x0.1
 iterations, 450k iterations, batch 256, tested every 1000 iterations. Here a "split" is a task
 pair with its own split seed, and each split gets one network per role (seed 0), as in the paper.
 
+Model: ``alexnet`` in harness/models.py, Caffe's reference net (5 convs with conv1 11x11/4
+unpadded, pool + LRN after conv1/conv2, 2 x 4096 dense with dropout 0.5, head; 227x227 center
+crops of images resized to 256). Known differences from Caffe, none of them in the solver: no
+random-crop / mirror augmentation (center crops in training too), ungrouped convolutions
+(62.4M instead of 61M parameters), flax's default initialisation instead of Caffe's
+Gaussian(0.01) and bias 1, and biases use the base learning rate (Caffe: 2x, no decay; here no
+decay, 1x).
+
 Needs TFDS imagenet2012 prepared in a data directory (manual download of the ILSVRC-2012 tars,
 then `tfds build imagenet2012 --manual_dir ... --data_dir DIR` on a machine with internet).
 
@@ -24,7 +32,9 @@ from harness.sweeps import base_config
 
 
 def get_config(arg=None):
-  """The full-scale study; ``arg='tiny'`` shrinks steps and model for smoke tests."""
+  """The full-scale study; ``arg='tiny'`` shrinks steps, batch and model (same design and solver
+  schedule, lr decay every 2 steps; n = 1 only) for the test suite, which points imagenet2012 at a tiny
+  locally built image data set (tests/test_sweeps.py)."""
   c = base_config()
   c.name = 'yosinski2014_imagenet'
   c.model = 'alexnet'
@@ -44,7 +54,9 @@ def get_config(arg=None):
   if arg == 'tiny':
     c.model = 'cnn/tiny'
     c.pairs = c.pairs[:1]
+    c.n_layers = (1,)
     c.train.steps = 4
     c.train.batch_size = 8
+    c.train.lr_decay_every = 2
     c.train.eval_every = 2
   return c

@@ -39,6 +39,10 @@ def test_alexnet_matches_the_caffe_reference_net():
   count = sum(x.size for x in jax.tree.leaves(shapes['params']))
   assert model.num_layers == 8
   assert shapes['params']['layer6']['kernel'].shape == (6 * 6 * 256, 4096)  # pool5 is 6x6x256
+  layer1 = models.ConvLayer(models.VARIANTS['alexnet'][1]['convs'][0])
+  x = jnp.zeros((1, 227, 227, 3))
+  out = jax.eval_shape(lambda: layer1.apply(layer1.init(jax.random.key(0), x), x))
+  assert out.shape == (1, 27, 27, 96)  # Caffe: conv1 11x11/4 unpadded -> 55, pool1 3/2 -> 27
   assert 58e6 < count < 63e6  # Krizhevsky's ungrouped net: 62.4M; Caffe's grouped: 61M.
 
 

@@ -186,6 +186,7 @@ def cli(args, capsys):
     ("--config.conditions=('frozen',)", "unknown condition 'frozen'"),
     ("--config.pairs=[{'kind': 'partition', 'dataset': 'digits', 'classes_a': [0, 1], 'classes_b': [2, 12]}]", '12'),
     ('--config.seedz=3', "unknown config field 'seedz'"),
+    ('--config.data_dir=/nonexistent/tfds', 'TFDS data directory /nonexistent/tfds (from --data-dir / config.data_dir) does not exist'),
 ])
 def test_bad_input_is_one_line_error_and_exit_2(override, message, data_dir, tmp_path, capsys):
   sweep = tmp_path / 'tiny_sweep.py'
@@ -291,6 +292,29 @@ def test_imagenet_config_has_the_published_design_and_solver():
   assert (config.model, config.train.steps, config.train.batch_size, config.train.lr) == ('alexnet', 450_000, 256, 0.01)
   assert (config.train.momentum, config.train.weight_decay, config.train.lr_decay_every) == (0.9, 5e-4, 100_000)
   assert len(config.pairs) == 4 and config.directions == ('AB', 'BA')
+  assert (config.train.lr_decay_factor, config.seeds, config.fine_tune) == (0.1, 1, (False, True))
+  assert {p['kind'] for p in config.pairs} == {'random_halves'} and len({p['split_seed'] for p in config.pairs}) == 4
+  assert config.conditions == ('selffer', 'transfer')
+
+
+def test_imagenet_config_shrunk_runs_on_a_tiny_image_data_set(tmp_path, monkeypatch):
+  """The full-scale sweep's design with arg='tiny', imagenet2012 pointed at a tiny PNG data set
+  read the imagenet2012 way (streamed, decoded and center-cropped per example on the host)."""
+  from harness import data
+  from tests.test_data import TinyImages
+  TinyImages(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  monkeypatch.setitem(data.DATASETS, 'imagenet2012', data.DatasetSpec(
+      'tiny_images', preprocess=data.center_crop_resize(5, 6), in_memory=False, input_shape=(5, 5, 3)))
+  config = sweeps.load_sweep('yosinski2014_imagenet', 'tiny').copy_and_resolve_references()
+  config.data_dir = str(tmp_path)
+  specs = sweeps.expand(config)
+  # One split, both directions: baseA, baseB, then BnB, BnB+, AnB, AnB+ (n = 1) per direction.
+  assert len(specs) == 2 + 2 * 4
+  report = runner.run_sweep(config, tmp_path / 'results', progress=False)
+  assert report.failed == [] and report.completed == len(specs)
+  curves = load_curves(tmp_path / 'results')
+  assert sorted(curves['step'].unique()) == [0, 1, 2, 4]
+  assert set(curves['target']) == {'imagenet2012_A0', 'imagenet2012_B0'}
 
 
 def test_diverging_runs_are_failed_records_listed_by_status_and_excluded_by_analysis(data_dir, tmp_path, capsys):

@@ -64,3 +64,44 @@ def yosinski_like(seeds=(0, 1, 2), ns=(1, 2), pairs=(('A', 'B'),), steps=tuple(r
         add(f'random{n}{target}_{seed}', 'random_frozen', n, False, 'random', target, seed,
             0.9 - 0.2 * n, 0.1)
   return pd.DataFrame(rows)
+
+
+# Relative scores (score / base) of a Yosinski-2014-like study, per label, as functions of n.
+PAPER_LIKE = {
+    'BnB': lambda n, group: 1.0 - 0.03 * (n in (3, 4, 5, 6)),   # dip in the middle, recovery at 7
+    'BnB+': lambda n, group: 1.0,
+    'AnB': lambda n, group: 1.0 - (0.01 if group == 'random halves' else 0.04) * n,
+    'AnB+': lambda n, group: 1.02,
+    'random': lambda n, group: 1.0 - 0.1 * n,
+}
+
+
+def claim_runs(levels=None, seeds=5, splits=2, ns=range(1, 8), noise=0.002, dissimilar=True,
+               rng=0) -> tuple[pd.DataFrame, dict]:
+  """A runs table (one row per run, ``final_best_k``) and its pair -> group map, for the claims.
+
+  Every run's score is its (target, seed) base score x ``levels[label](n, group)`` + N(0, noise);
+  base scores are 0.9 + N(0, 0.005). Labels missing from ``levels`` have no runs.
+  """
+  levels = dict(PAPER_LIKE if levels is None else levels)
+  rng = np.random.default_rng(rng)
+  conditions = {'BnB': ('selffer', False), 'BnB+': ('selffer', True), 'AnB': ('transfer', False),
+                'AnB+': ('transfer', True), 'random': ('random_frozen', False)}
+  pairs = {f'A{s}|B{s}': 'random halves' for s in range(splits)}
+  if dissimilar:
+    pairs['M|N'] = 'dissimilar'
+  rows = []
+  for pair, group in pairs.items():
+    source, target = pair.split('|')
+    for seed in range(seeds):
+      base = 0.9 + rng.normal(0, 0.005)
+      rows.append(dict(condition='scratch', fine_tuned=False, n_layers=0, source='none',
+                       target=target, seed=seed, pair=pair, final_best_k=base))
+      for name, level in levels.items():
+        condition, fine_tuned = conditions[name]
+        src = {'selffer': target, 'transfer': source, 'random_frozen': 'random'}[condition]
+        for n in ns:
+          rows.append(dict(condition=condition, fine_tuned=fine_tuned, n_layers=n, source=src,
+                           target=target, seed=seed, pair=pair,
+                           final_best_k=base * level(n, group) + rng.normal(0, noise)))
+  return pd.DataFrame(rows), pairs

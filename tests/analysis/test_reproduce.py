@@ -1,0 +1,98 @@
+"""The claims of Yosinski et al. 2014 checked on synthetic runs: every verdict is reachable."""
+
+import numpy as np
+import pytest
+
+from analysis import reproduce
+from analysis.reproduce import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from tests.analysis.builders import PAPER_LIKE, claim_runs
+
+SETTINGS = reproduce.Settings(n_boot=2000)
+
+
+def verdicts(levels=None, **kwargs) -> dict:
+  runs, groups = claim_runs(levels, **kwargs)
+  rel = reproduce.relative_scores(runs, groups)
+  results = reproduce.check_claims(rel, reproduce.YOSINSKI2014_CLAIMS, SETTINGS)
+  return {r.claim: r for r in results}
+
+
+def test_relative_scores_divide_by_the_base_of_the_same_target_and_seed():
+  runs, groups = claim_runs({'AnB': lambda n, g: 0.5}, noise=0.0)
+  rel = reproduce.relative_scores(runs, groups)
+  assert set(rel['group']) == {'random halves', 'dissimilar'}
+  np.testing.assert_allclose(rel.loc[rel['label'] == 'AnB', 'rel'], 0.5)
+  np.testing.assert_allclose(rel.loc[rel['label'] == 'base', 'rel'], 1.0)
+  # Pairs that are not in the groups map are left out.
+  assert set(reproduce.relative_scores(runs, {'A0|B0': 'random halves'})['pair']) == {'A0|B0'}
+
+
+def test_slopes_are_least_squares_per_observation():
+  runs, groups = claim_runs({'AnB': lambda n, g: 1 - 0.02 * n}, noise=0.0)
+  table = reproduce.matrix(reproduce.relative_scores(runs, groups), 'random halves', 'AnB')
+  np.testing.assert_allclose(reproduce.slopes(table), -0.02, atol=1e-12)
+
+
+def test_a_paper_like_study_reproduces_every_claim():
+  results = verdicts()
+  assert {name: r.verdict for name, r in results.items()} == dict.fromkeys(
+      reproduce.YOSINSKI2014_CLAIMS, REPRODUCED)
+  dip, recovery = results['fragile_coadaptation'].parts
+  assert dip.name in {'dip n=3', 'dip n=4', 'dip n=5', 'dip n=6'} and dip.estimate == pytest.approx(0.03, abs=0.005)
+  assert recovery.estimate == pytest.approx(0.03, abs=0.005) and recovery.ci_low > 0
+
+
+OPPOSITE = {
+    'fragile_coadaptation': {'BnB': lambda n, g: 1.01},            # BnB above base everywhere
+    'specificity': {'AnB': lambda n, g: 1.0 + 0.01 * n},            # AnB rises with n
+    'fine_tuning_boost': {'AnB+': lambda n, g: 0.97},               # fine-tuning below base
+    'random_features': {'random': lambda n, g: 1.0 + 0.001 * n,     # random features do not fall
+                        'AnB': lambda n, g: 1.0 - 0.01 * n},
+}
+
+
+@pytest.mark.parametrize('claim', list(OPPOSITE))
+def test_the_opposite_pattern_is_not_reproduced(claim):
+  result = verdicts({**PAPER_LIKE, **OPPOSITE[claim]})[claim]
+  assert result.verdict == NOT_REPRODUCED, result.evidence()
+
+
+@pytest.mark.parametrize('claim', list(reproduce.YOSINSKI2014_CLAIMS))
+def test_noise_much_larger_than_the_effects_is_inconclusive(claim):
+  flat = {name: (lambda n, g: 1.0) for name in PAPER_LIKE}
+  # Fixed draws; with 2 observations a t-test needs |t| > 12.7, which pure noise rarely gives.
+  result = verdicts(flat, noise=0.05, seeds=2, splits=1, rng=2)[claim]
+  assert result.verdict == INCONCLUSIVE, result.evidence()
+
+
+def test_a_dip_that_deepens_to_the_top_is_not_reproduced():
+  result = verdicts({**PAPER_LIKE, 'BnB': lambda n, g: 1.0 - 0.01 * n})['fragile_coadaptation']
+  assert [p.verdict for p in result.parts] == [REPRODUCED, NOT_REPRODUCED]
+  assert result.verdict == NOT_REPRODUCED
+
+
+def test_missing_data_is_inconclusive_and_says_why():
+  result = verdicts(dissimilar=False)['specificity']
+  assert result.verdict == INCONCLUSIVE and 'no dissimilar pair' in result.evidence()
+  shallow = verdicts(ns=(1, 2))['fragile_coadaptation']
+  assert shallow.verdict == INCONCLUSIVE and 'no middle layers' in shallow.evidence()
+  no_runs = verdicts({'AnB': PAPER_LIKE['AnB']})['fine_tuning_boost']
+  assert no_runs.verdict == INCONCLUSIVE and 'no AnB+ runs' in no_runs.evidence()
+
+
+def test_combine_needs_every_part():
+  part = lambda v: reproduce.Part('p', 'f', verdict=v)
+  assert reproduce.combine([part(REPRODUCED), part(REPRODUCED)]) == REPRODUCED
+  assert reproduce.combine([part(REPRODUCED), part(INCONCLUSIVE)]) == INCONCLUSIVE
+  assert reproduce.combine([part(INCONCLUSIVE), part(NOT_REPRODUCED)]) == NOT_REPRODUCED
+
+
+def test_outputs_are_written_with_the_published_overlay(tmp_path):
+  runs, groups = claim_runs()
+  rel = reproduce.relative_scores(runs, groups)
+  results = reproduce.check_claims(rel, reproduce.YOSINSKI2014_CLAIMS, SETTINGS)
+  written = reproduce.write_outputs(results, rel, runs, tmp_path, 'yosinski2014', 10)
+  names = {p.name for p in written}
+  assert {'claims.json', 'claims.md', 'reproduced_vs_published.png', 'reproduced_vs_published.pdf',
+          'fig2_relative_per_pair.png'} <= names
+  assert '**reproduced**' in (tmp_path / 'claims.md').read_text()
