@@ -44,6 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
   print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
         f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
+  ex = report.execution
+  if ex.get('families'):
+    print(f"Execution: {', '.join(sorted(set(ex['strategies'].values())))}; {ex['families']} "
+          f"program family(ies), {ex['programs_compiled']} programs compiled "
+          f"({ex['cache_hits']} from the persistent cache); see {results}/execution.json")
   print()
   print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
   print(_format_results_table(results))
@@ -104,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
   estimate_cli.register(sub)
   from analysis import reproduce
   reproduce.register(sub)
+  from harness import bench
+  bench.register(sub)
   return parser
 
 

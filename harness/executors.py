@@ -93,10 +93,11 @@ class ArrayTask(_Checkpointable):
   """
 
   def __call__(self, specs: list[runs.RunSpec], results_dir: str, data_dir: str | None,
-               checkpoint_every: int = 0) -> dict:
-    report = runner.execute(specs, ResultsStore(results_dir), data_dir,
-                            checkpoint_every=checkpoint_every, progress=True,
-                            desc=f"task {os.environ.get('SLURM_ARRAY_TASK_ID', '?')}")
+               settings: dict | None = None) -> dict:
+    """Runs ``specs``; ``settings`` are :func:`runner.execution_settings` of the sweep."""
+    report = runner.execute(specs, ResultsStore(results_dir), data_dir, progress=True,
+                            desc=f"task {os.environ.get('SLURM_ARRAY_TASK_ID', '?')}",
+                            **(settings or {}))
     return dataclasses.asdict(report)
 
 
@@ -210,7 +211,7 @@ def submit(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path) -
       executor.update_parameters(**params)
       jobs = executor.map_array(ArrayTask(), groups, [str(results_dir)] * len(groups),
                                 [data_dir] * len(groups),
-                                [int(config.get('checkpoint_every', 0))] * len(groups))
+                                [runner.execution_settings(config)] * len(groups))
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, ValueError) as e:
       detail = ' '.join(line.replace('sbatch: error: ', '') for line in str(e).strip().splitlines())
       earlier = (f' (job {previous}, phase {phase - 1}, was submitted: `scancel {previous}` '

@@ -37,6 +37,7 @@ import pandas as pd
 from harness.errors import UserError
 
 RECORD = 'record.json'
+SLURM_VARIABLES = ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID', 'SLURM_RESTART_COUNT')
 CURVE_COLUMNS = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed',
                  'step', 'accuracy', 'loss')
 
@@ -59,9 +60,7 @@ def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
 def worker_identity() -> dict:
   """Host, process and, under SLURM, job and array task of the current worker."""
   ids = {'host': socket.gethostname(), 'pid': os.getpid()}
-  for var in ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID'):
-    if var in os.environ:
-      ids[var.lower()] = os.environ[var]
+  ids.update({var.lower(): os.environ[var] for var in SLURM_VARIABLES if var in os.environ})
   return ids
 
 

@@ -17,8 +17,8 @@ from typing import Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import runs, sweeps
-from harness.results import ResultsStore, atomic_write_json, read_json
+from harness import compilation, packing, runs, sweeps
+from harness.results import ResultsStore, atomic_write_json, read_json, worker_identity
 
 
 @dataclasses.dataclass
@@ -30,12 +30,13 @@ class SweepReport:
   failed: list[str]
   seconds: float
   busy: list[str] = dataclasses.field(default_factory=list)  # held by another worker
+  execution: dict = dataclasses.field(default_factory=dict)  # packing.ExecutionReport.to_dict()
 
 
 def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
   now = time.time()
   return {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-          'environment': runs.environment(), 'executor': runs.worker(), 'started_at': now,
+          'environment': runs.environment(), 'executor': worker_identity(), 'started_at': now,
           'finished_at': now, 'status': 'failed', 'error': reason, 'curve': []}
 
 
@@ -86,7 +87,8 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
 
 
 def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
-            checkpoint_every: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
+            checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
+            progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
 
   Called in-process by the local executor and by every task of a SLURM job array on its share of
@@ -99,6 +101,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     store: the results directory (shared by all workers).
     data_dir: TFDS data directory (None: the default).
     checkpoint_every: progress-checkpoint interval in steps (0: none).
+    strategy, pack_size: how to train families of runs (``config.execution``, harness.packing).
     progress: show a progress bar over runs, with an ETA.
     desc: the progress bar's label.
 
@@ -108,27 +111,37 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
   start = time.time()
   todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
   failed: list[str] = []
-  busy: list[str] = []
   trained = 0
   # In a log file (cluster job, CI) a line every 30 s; in a terminal a live bar with an ETA.
   bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit='run', disable=not progress,
              desc=desc, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
-  for spec in todo:
-    bar.set_postfix_str(spec.describe())
-    record = run_one(spec, store, data_dir, checkpoint_every)
-    if record is None:
-      if store.status(spec.run_id) != 'complete':
-        busy.append(spec.run_id)
-    elif record['status'] == 'complete':
+
+  def done(spec: runs.RunSpec, record: dict) -> None:
+    nonlocal trained
+    if record['status'] == 'complete':
       trained += 1
     else:
       failed.append(spec.run_id)
       tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
     bar.update()
+
+  # Fast path (harness.packing): families of runs in one compiled program each, packed per the
+  # backend's strategy. What it leaves (streamed data, runs long enough for progress checkpoints,
+  # sources not complete yet) runs one by one; both paths train a run only under its claim.
+  compilation.enable_persistent_cache()
+  fast = packing.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
+                         checkpoint_every=checkpoint_every, on_record=done)
+  atomic_write_json(store.root / 'execution.json', fast.to_dict())
+  for spec in fast.remaining:
+    bar.set_postfix_str(spec.describe())
+    record = run_one(spec, store, data_dir, checkpoint_every)
+    if record is not None:
+      done(spec, record)
   bar.close()
+  busy = [spec.run_id for spec in todo if store.status(spec.run_id) is None]
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo), completed=trained,
-                     failed=failed, seconds=time.time() - start, busy=busy)
+                     failed=failed, seconds=time.time() - start, busy=busy, execution=fast.to_dict())
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
@@ -161,9 +174,15 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
     A :class:`SweepReport`.
   """
   specs, store = prepare(config, results_dir)
-  return execute(specs, store, config.data_dir or None,
-                 checkpoint_every=config.get('checkpoint_every', 0), progress=progress,
-                 desc=config.name)
+  return execute(specs, store, config.data_dir or None, progress=progress, desc=config.name,
+                 **execution_settings(config))
+
+
+def execution_settings(config: ml_collections.ConfigDict) -> dict:
+  """The keyword arguments of :func:`execute` that a sweep config sets."""
+  execution = config.get('execution') or {}
+  return dict(checkpoint_every=config.get('checkpoint_every', 0),
+              strategy=execution.get('strategy', 'auto'), pack_size=execution.get('pack_size', 0))
 
 
 def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:

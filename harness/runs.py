@@ -41,7 +41,7 @@ import numpy as np
 
 from harness import models, tasks, training, transfer
 from harness.errors import UserError
-from harness.results import ResultsStore, atomic_write_json, read_json
+from harness.results import ResultsStore, atomic_write_json, read_json, worker_identity
 
 TRAIN_DEFAULTS = dict(steps=500, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,
                       lr_decay_every=0, lr_decay_factor=0.1, eval_every=50)
@@ -227,16 +227,6 @@ def environment() -> dict:
           'git_commit': commit, 'git_dirty': dirty}
 
 
-SLURM_VARIABLES = ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID', 'SLURM_RESTART_COUNT')
-
-
-def worker() -> dict:
-  """Which process ran a run: host, pid and, in a SLURM job, its job and array task ids."""
-  info = {'hostname': platform.node(), 'pid': os.getpid()}
-  info.update({name.lower(): os.environ[name] for name in SLURM_VARIABLES if name in os.environ})
-  return info
-
-
 def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None:
   """Raises a UserError if checkpoint metadata names another architecture than ``model``."""
   if meta.get('model') != model or meta.get('model_kwargs') != json.loads(json.dumps(model_kwargs)):
@@ -299,7 +289,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
 
   Returns:
     The record written (``status`` is ``'complete'`` or ``'failed'``), with ``started_at`` and
-    ``finished_at`` (unix times) and ``executor`` (see :func:`worker`).
+    ``finished_at`` (unix times) and ``executor`` (see :func:`harness.results.worker_identity`).
   """
   start = time.time()
   hyper = spec.hyper
@@ -315,7 +305,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   state = training.create_state(variables, plan, names, tx, dropout_key)
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
   record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-            'environment': environment(), 'executor': worker(), 'started_at': start,
+            'environment': environment(), 'executor': worker_identity(), 'started_at': start,
             'num_layers': model.num_layers, 'layer_names': names}
   progress_dir = store.progress_dir(spec.run_id)
   resume = load_progress(progress_dir, state)

@@ -90,11 +90,13 @@ def create_state(variables: Mapping[str, Any], plan: transfer.Plan, names: Seque
   # arrays, which later runs of the sweep copy again.
   params = jax.tree.map(jnp.array, variables['params'])
   batch_stats = jax.tree.map(jnp.array, variables['batch_stats'])
-  return TrainState(
+  # Committed to one device, as the step's outputs are: jit keys its cache on whether arguments
+  # are committed, so a mix (fresh init vs. restored checkpoint layers) recompiled per condition.
+  return jax.device_put(TrainState(
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
       opt_state=tx.init(params), trainable=transfer.leaf_mask(params, names, plan.train),
       stats_trainable=transfer.leaf_mask(batch_stats, names, plan.train),
-      frozen=jnp.asarray(plan.frozen), rng=rng)
+      frozen=jnp.asarray(plan.frozen), rng=rng), jax.devices()[0])
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -15,6 +15,7 @@ import pytest
 
 from harness import runner, runs, sweeps
 from harness.results import ResultsStore
+from tests.test_packing import _assert_same_curves as assert_same_curves
 from tests.test_sweeps import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,46 +82,63 @@ def test_claim_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
     assert mine
 
 
-# A sweep whose runs are long enough (tens of steps, checkpoints every 25) for kills to land
-# inside runs, and short enough for the test suite.
-OVERRIDES = ['--config.train.steps=100', '--config.train.eval_every=25', '--config.checkpoint_every=25']
+# A sweep whose runs are long enough (100 steps) for kills to land inside runs, and short enough
+# for the test suite.
+OVERRIDES = ['--config.train.steps=100', '--config.train.eval_every=25']
 
 
-def _sweep_command(data_dir, results):
+def _sweep_command(data_dir, results, checkpoint_every=0):
+  """The sweep as a subprocess; runs with steps > checkpoint_every > 0 take the per-run path
+  (progress checkpoints), the others the packed one (harness.packing)."""
   sweep = os.path.join(ROOT, 'tests', 'tiny_sweep.py')
   return [sys.executable, '-m', 'harness.cli', 'run', sweep, '--arg', data_dir, '--results',
-          str(results), '--no-progress', *OVERRIDES]
+          str(results), '--no-progress', *OVERRIDES, f'--config.checkpoint_every={checkpoint_every}']
+
+
+def _config(data_dir, checkpoint_every):
+  return sweeps.apply_overrides(sweeps.load_sweep(os.path.join(ROOT, 'tests', 'tiny_sweep.py'), data_dir),
+                                [*OVERRIDES, f'--config.checkpoint_every={checkpoint_every}'])
 
 
 @pytest.fixture(scope='module')
 def uninterrupted(data_dir, tmp_path_factory):
-  results = tmp_path_factory.mktemp('uninterrupted')
-  config = sweeps.apply_overrides(sweeps.load_sweep(os.path.join(ROOT, 'tests', 'tiny_sweep.py'), data_dir),
-                                  OVERRIDES)
-  report = runner.run_sweep(config, results, progress=False)
-  assert report.failed == []
-  store = ResultsStore(results)
-  return {r['run_id']: r['curve'] for r in store.records()}
+  """The uninterrupted sweep's curves by run id, per checkpoint_every (which picks the path:
+  packed and per-run training agree to float tolerance, each with itself bit for bit)."""
+  cache = {}
+  def curves(checkpoint_every):
+    if checkpoint_every not in cache:
+      results = tmp_path_factory.mktemp('uninterrupted')
+      config = _config(data_dir, checkpoint_every)
+      assert runner.run_sweep(config, results, progress=False).failed == []
+      cache[checkpoint_every] = {r['run_id']: r['curve'] for r in ResultsStore(results).records()}
+    return cache[checkpoint_every]
+  return curves
 
 
-def _check_same_results_once_each(results, expected):
+def _check_same_results_once_each(results, expected, num_test=None):
+  """Every expected run complete, equal to ``expected`` (bit for bit, or to the float tolerance
+  of packed vs per-run training when ``num_test`` is given), and finished exactly once."""
   store = ResultsStore(results)
   records = {r['run_id']: r for r in store.records()}
   assert set(records) == set(expected)  # none lost, none extra
+  if num_test:
+    assert_same_curves({k: r['curve'] for k, r in records.items()}, expected, num_test)
   for run_id, record in records.items():
     assert record['status'] == 'complete'
-    assert same(record['curve'], expected[run_id]), run_id
+    assert num_test or same(record['curve'], expected[run_id]), run_id
     ends = [a for a in store.attempts(run_id) if a['event'] == 'end']
     assert len(ends) == 1, f'run {run_id} finished {len(ends)} times'  # never run twice
   return records
 
 
-def test_sweep_killed_at_random_points_ends_with_the_uninterrupted_results(data_dir, tmp_path, uninterrupted):
+@pytest.mark.parametrize('checkpoint_every', [25, 0], ids=['per-run path, progress checkpoints', 'packed path'])
+def test_sweep_killed_at_random_points_ends_with_the_uninterrupted_results(checkpoint_every, data_dir, tmp_path, uninterrupted):
   results = tmp_path / 'killed'
-  rng = random.Random(1234)
+  rng = random.Random(1234 + checkpoint_every)
   kills_inside_a_run = 0
+  command = _sweep_command(data_dir, results, checkpoint_every)
   for _ in range(4):
-    process = subprocess.Popen(_sweep_command(data_dir, results), cwd=ROOT,
+    process = subprocess.Popen(command, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Wait until it has started training (its first attempt line), then a random moment more.
     store = ResultsStore(results)
@@ -129,15 +147,15 @@ def test_sweep_killed_at_random_points_ends_with_the_uninterrupted_results(data_
     deadline = time.time() + 120
     while started() == before and process.poll() is None and time.time() < deadline:
       time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 2.0))
+    time.sleep(rng.uniform(0.0, 0.8))
     if process.poll() is None:
       process.send_signal(signal.SIGKILL)
       kills_inside_a_run += 1
     process.wait()
-  assert kills_inside_a_run >= 3
-  final = subprocess.run(_sweep_command(data_dir, results), cwd=ROOT, capture_output=True, text=True)
+  assert kills_inside_a_run >= 2
+  final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
   assert final.returncode == 0, final.stderr[-2000:]
-  records = _check_same_results_once_each(results, uninterrupted)
+  records = _check_same_results_once_each(results, uninterrupted(checkpoint_every))
   # Some killed runs left no record (re-run from the start or a checkpoint); none was lost.
   attempts = {run_id: ResultsStore(results).attempts(run_id) for run_id in records}
   assert sum(len(a) for a in attempts.values()) > 2 * len(records)  # starts without an end
@@ -150,7 +168,11 @@ def test_two_workers_on_one_results_directory_never_run_a_run_twice(data_dir, tm
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
   outputs = [w.communicate(timeout=600) for w in workers]
   assert all(w.returncode == 0 for w in workers), [o[1][-1000:] for o in outputs]
-  _check_same_results_once_each(results, uninterrupted)
+  # A transfer whose source the other worker was still training waits for it, then takes the
+  # per-run path: equal to the packed path's curves to float tolerance (tests/test_packing.py).
+  num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
+                 for spec in sweeps.expand(_config(data_dir, 0)))
+  _check_same_results_once_each(results, uninterrupted(0), num_test)
   # Both did part of the work (the second worker skips what the first holds, and vice versa).
   pids = {a['pid'] for p in (results / 'runs').iterdir() for a in ResultsStore(results).attempts(p.name)}
   assert len(pids) == 2

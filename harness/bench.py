@@ -1,0 +1,265 @@
+"""``transferbench bench``: one small layer-transfer sweep, three ways, side by side.
+
+1. the harness as users run it (``runner.run_sweep``: packed programs, one per family);
+2. a naive per-run JAX loop: a fresh ``jax.jit`` per run, host-side batches, a Python loop, the
+   per-batch evaluation with a host sync per batch, no packing;
+3. an equivalent plain PyTorch loop (CPU build; optional: ``pip install 'transferbench[bench]'``):
+   the same MLP, the same copying of layers 1..n from the base nets it trained itself, the same
+   freezing (no update, no weight decay), SGD with momentum, weight decay on weight matrices only,
+   the same batch order and evaluation schedule.
+
+All three run in one process on the same data (loaded before timing), the same specs (model,
+steps, batch size, conditions, seeds). Every column is measured cold, compilation included: the
+harness with an empty persistent compilation cache (a temporary directory; a user's second sweep
+is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
+faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
+made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
+against the CPU's peak and prints ``RESULT speedup_vs_naive=... speedup_vs_pytorch=...
+compiles=... runs=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import pathlib
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness import compilation, models, packing, runner, runs, sweeps, training, transfer
+
+
+def _config(args) -> 'ml_collections.ConfigDict':
+  config = sweeps.load_sweep('quickstart')
+  overrides = [f'--config.seeds={args.seeds}', f'--config.train.steps={args.steps}',
+               f'--config.model={args.model}']
+  if args.data_dir:
+    overrides.append(f'--config.data_dir={args.data_dir}')
+  return sweeps.apply_overrides(config, overrides)
+
+
+def _order(spec, num_train: int) -> np.ndarray:
+  return packing._batch_order(spec, num_train)  # pylint: disable=protected-access
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Naive per-run JAX.
+
+def naive_jax(specs, data_dir) -> float:
+  """Every run with its own jit, host batches and per-batch evaluation; returns seconds."""
+  start = time.time()
+  finals = {}
+  for spec in specs:
+    hyper = spec.hyper
+    data, _, test = runs.device_task(spec.target, data_dir)
+    x_train, y_train = data.train
+    model = models.build_model(spec.model, data.num_classes, **dict(spec.model_kwargs))
+    names = models.layer_names(model.num_layers)
+    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+    init = models.init_variables(model, runs.init_key(spec.seed, spec.condition), data.input_shape)
+    variables = transfer.combine(init, finals.get(spec.source_run), plan, names)
+    tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'])
+    state = training.create_state(variables, plan, names, tx,
+                                  jax.random.fold_in(jax.random.key(spec.seed), 2))
+    step = jax.jit(functools.partial(training.train_step, model=model, tx=tx))  # one jit per run
+    schedule = set(training.eval_steps(hyper['steps'], hyper['eval_every']))
+    order = _order(spec, x_train.shape[0])
+    for t in range(hyper['steps'] + 1):
+      if t in schedule:
+        training.evaluate(model, state, test)
+      if t == hyper['steps']:
+        break
+      state, _ = step(state, x_train[order[t]], y_train[order[t]])
+    finals[spec.run_id] = {'params': state.params, 'batch_stats': state.batch_stats}
+  return time.time() - start
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. PyTorch.
+
+def pytorch(specs, data_dir) -> float | None:
+  """The same sweep as a plain PyTorch per-run loop; None if torch is not installed."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  threads = _torch_threads(torch)
+  torch.set_num_threads(threads)
+  print(f'PyTorch: {threads} thread(s) (the faster of 1 and {os.cpu_count()} on a probe)', flush=True)
+  start = time.time()
+  finals = {}
+  for spec in specs:
+    hyper = spec.hyper
+    data = runs.device_task(spec.target, data_dir)[0]
+    x_train = torch.from_numpy(np.asarray(data.train[0]).reshape(len(data.train[1]), -1))
+    y_train = torch.from_numpy(np.asarray(data.train[1]).astype(np.int64))
+    x_test = torch.from_numpy(np.asarray(data.test[0]).reshape(len(data.test[1]), -1))
+    y_test = torch.from_numpy(np.asarray(data.test[1]).astype(np.int64))
+    widths = [x_train.shape[1], *dict(spec.model_kwargs).get('hidden', (256, 256, 256))]
+    torch.manual_seed(spec.seed)
+    layers = [torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+    head = torch.nn.Linear(widths[-1], data.num_classes)
+    net = torch.nn.Sequential(*[m for layer in layers for m in (layer, torch.nn.ReLU())], head)
+    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, len(layers) + 1)
+    source = finals.get(spec.source_run)
+    for i, layer in enumerate(layers):
+      if plan.copy[i]:
+        layer.load_state_dict(source[i])
+      layer.requires_grad_(bool(plan.train[i]))
+    groups = [{'params': [p for m in (*layers, head) for p in [m.weight] if p.requires_grad],
+               'weight_decay': hyper['weight_decay']},
+              {'params': [p for m in (*layers, head) for p in [m.bias] if p.requires_grad],
+               'weight_decay': 0.0}]
+    opt = torch.optim.SGD(groups, lr=hyper['lr'], momentum=hyper['momentum'])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    schedule = set(training.eval_steps(hyper['steps'], hyper['eval_every']))
+    order = torch.from_numpy(_order(spec, len(y_train)).astype(np.int64))
+    for t in range(hyper['steps'] + 1):
+      if t in schedule:
+        with torch.no_grad():
+          logits = net(x_test)
+          float(loss_fn(logits, y_test)), float((logits.argmax(-1) == y_test).float().mean())
+      if t == hyper['steps']:
+        break
+      opt.zero_grad(set_to_none=True)
+      loss = loss_fn(net(x_train[order[t]]), y_train[order[t]])
+      loss.backward()
+      opt.step()
+    finals[spec.run_id] = [layer.state_dict() for layer in layers]
+  return time.time() - start
+
+
+def _torch_threads(torch, steps: int = 40) -> int:
+  """The faster thread count (1 or all CPUs) for the bench's MLP step, measured on a probe."""
+  net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                            torch.nn.ReLU(), torch.nn.Linear(256, 5))
+  opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+  x, y = torch.randn(64, 784), torch.zeros(64, dtype=torch.int64)
+  timings = {}
+  for threads in sorted({1, os.cpu_count() or 1}):
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    for _ in range(steps):
+      opt.zero_grad(set_to_none=True)
+      torch.nn.functional.cross_entropy(net(x), y).backward()
+      opt.step()
+    timings[threads] = time.perf_counter() - start
+  return min(timings, key=timings.get)
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOP/s of the CNN train step against the CPU's peak.
+
+def cpu_peak_flops() -> tuple[float, str]:
+  """Peak fp32 FLOP/s = cores x clock x FLOPs/cycle/core, and the formula with its numbers.
+
+  FLOPs/cycle/core assumes two FMA pipes (2 FLOPs each per lane): 2 x 2 x 16 = 64 with AVX-512
+  on Intel, 2 x 2 x 8 = 32 with AVX2+FMA or AVX-512 on AMD (Zen 4 executes 512-bit FMAs on
+  256-bit pipes); cores are logical CPUs (os.cpu_count()), so SMT siblings count as cores and
+  the peak is an upper bound; the clock is the highest 'cpu MHz' in /proc/cpuinfo (no turbo).
+  """
+  text = pathlib.Path('/proc/cpuinfo').read_text() if pathlib.Path('/proc/cpuinfo').exists() else ''
+  flags = set(next((l.split(':', 1)[1].split() for l in text.splitlines() if l.startswith('flags')), []))
+  amd = 'AuthenticAMD' in text
+  mhz = max([float(l.split(':')[1]) for l in text.splitlines() if l.startswith('cpu MHz')] or [2000.0])
+  if 'avx512f' in flags and not amd:
+    per_cycle = 64
+  elif 'fma' in flags and ('avx2' in flags or 'avx512f' in flags):
+    per_cycle = 32
+  else:
+    per_cycle = 8
+  cores = os.cpu_count() or 1
+  peak = cores * mhz * 1e6 * per_cycle
+  return peak, f'{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle'
+
+
+def cnn_step_flops(batch_size: int, steps: int = 30) -> tuple[float, float]:
+  """(FLOPs per step from XLA's cost analysis, seconds per step) of cnn/small on 28x28x1."""
+  model = models.build_model('cnn/small', 5)
+  names = models.layer_names(model.num_layers)
+  plan = transfer.make_plan('scratch', 0, False, model.num_layers)
+  tx = training.make_optimizer(0.01, 0.9, 5e-4)
+  variables = models.init_variables(model, jax.random.key(0), (28, 28, 1))
+  state = training.create_state(variables, plan, names, tx, jax.random.key(1))
+  x = jax.random.normal(jax.random.key(2), (batch_size, 28, 28, 1))
+  y = jnp.zeros((batch_size,), jnp.int32)
+  fn = jax.jit(functools.partial(training.train_step, model=model, tx=tx), donate_argnums=0)
+  cost = fn.lower(state, x, y).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  for _ in range(3):
+    state, m = fn(state, x, y)
+  jax.block_until_ready(m)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, m = fn(state, x, y)
+  jax.block_until_ready(m)
+  return float(cost['flops']), (time.perf_counter() - start) / steps
+
+
+# ----------------------------------------------------------------------------------------------
+
+def run_bench(args) -> int:
+  cold_cache = tempfile.TemporaryDirectory(prefix='transferbench-bench-cache-')
+  os.environ['TRANSFERBENCH_CACHE_DIR'] = cold_cache.name  # the harness measured cold
+  compilation.enable_persistent_cache()
+  config = _config(args)
+  specs = sweeps.expand(config)
+  data_dir = config.data_dir or None
+  for spec in specs:  # data loaded before any timing, shared by the three
+    runs.device_task(spec.target, data_dir)
+  print(f'sweep: {len(specs)} runs of {config.model}, {config.train.steps} steps of batch '
+        f'{config.train.batch_size}, {config.seeds} seeds, backend {jax.default_backend()} '
+        f'({jax.device_count()} device(s), {os.cpu_count()} CPUs)', flush=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    start = time.time()
+    report = runner.run_sweep(config, tmp, progress=False)
+    harness_s = time.time() - start
+  ex = report.execution
+  print(f'harness: {harness_s:.1f} s cold ({ex["strategies"]}; {ex["families"]} family, '
+        f'{ex["programs_compiled"]} programs compiled)', flush=True)
+  with compilation.persistent_cache_off(), compilation.CompileCounter() as naive_compiles:
+    naive_s = naive_jax(specs, data_dir)  # JAX's default: no disk cache
+  print(f'naive JAX: {naive_s:.1f} s ({naive_compiles.xla} XLA compilations, '
+        f'{naive_compiles.cache_hits} cache hits)', flush=True)
+  torch_s = None if args.no_torch else pytorch(specs, data_dir)
+  if torch_s is None:
+    print('PyTorch: skipped (torch not installed: pip install "transferbench[bench]")')
+  else:
+    print(f'PyTorch: {torch_s:.1f} s', flush=True)
+  flops, step_s = cnn_step_flops(config.train.batch_size)
+  peak, formula = cpu_peak_flops()
+  print()
+  print(f"{'method':<34}{'seconds':>10}{'s/run':>10}{'speedup':>10}")
+  rows = [('harness (transferbench run)', harness_s), ('naive per-run JAX', naive_s),
+          ('PyTorch per-run loop', torch_s)]
+  for name, secs in rows:
+    if secs is not None:
+      print(f'{name:<34}{secs:>10.1f}{secs / len(specs):>10.3f}{secs / harness_s:>9.2f}x')
+  achieved = flops / step_s
+  print(f'\nCNN train step (cnn/small, batch {config.train.batch_size}, 28x28x1): '
+        f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), {step_s * 1e3:.2f} ms/step = '
+        f'{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak '
+        f'{peak / 1e9:.0f} GFLOP/s ({formula})')
+  compiles = ex['programs_compiled']
+  torch_x = f'{torch_s / harness_s:.2f}' if torch_s is not None else 'n/a'
+  print(f'RESULT speedup_vs_naive={naive_s / harness_s:.2f} speedup_vs_pytorch={torch_x} '
+        f'compiles={compiles} runs={len(specs)}')
+  cold_cache.cleanup()
+  return 0
+
+
+def register(sub) -> None:
+  """Adds ``transferbench bench`` to the CLI's subcommands."""
+  bench = sub.add_parser('bench', help='time one small sweep: harness vs naive JAX vs PyTorch',
+                         description=__doc__.split('\n\n')[0])
+  bench.add_argument('--seeds', type=int, default=2)
+  bench.add_argument('--steps', type=int, default=600)
+  bench.add_argument('--model', default='mlp/3x256', help='an MLP variant (the PyTorch twin is an MLP)')
+  bench.add_argument('--data-dir', help='TFDS data directory')
+  bench.add_argument('--no-torch', action='store_true', help='skip the PyTorch column')
+  bench.set_defaults(func=run_bench)

@@ -1,0 +1,601 @@
+"""Fast execution of a sweep: one compiled program per family, runs packed to fill the device.
+
+A sweep is hundreds of small trainings that differ only in data: which layers are copied, which
+are frozen, the seed. Here every such difference enters the compiled program as an array (initial
+weights, per-leaf ``trainable`` masks, the per-layer ``frozen`` vector, the dropout key, the
+run's batch indices), so one compilation serves every condition, n and seed of a *family*:
+runs with the same model, optimizer, budget and data shapes. Training sets are padded to a
+bucketed length (the padding rows are never drawn), so the two tasks of a pair share a family.
+
+Strategies (:data:`STRATEGIES`; chosen per backend and architecture by :func:`choose_strategy`,
+``config.execution.strategy`` overrides):
+
+* ``vmap``: ``pack_size`` runs trained side by side with ``jax.vmap``; the steps between two
+  evaluations run inside the program (``lax.fori_loop``) and the evaluation on the whole test set
+  too, so the host syncs once per evaluation point for the whole pack. With several devices the
+  run axis is sharded across them (``jax.sharding``). Default on GPU/TPU. Packs are as equal as
+  possible (:func:`balanced_pack_size`), so small groups (base nets) are not padded to full packs.
+* ``sequential``: one run at a time, a Python loop over steps calling one compiled step (batch
+  indices gathered on the device), evaluation in one program per chunk of the test set with one
+  host sync per evaluation point. Default for conv nets on CPU, where ``vmap`` turns batched
+  weights into a slow grouped convolution (~3x slower, measured) and convolutions inside
+  ``lax.scan``/``fori_loop`` are ~15x slower than a Python loop (jax-ml/jax#12868).
+* ``fused``: one run at a time with the steps inside the program. Default for MLPs on CPU:
+  on 2 cores the sweep is compute-bound (a pack's batched matmuls are no faster per run than one
+  run's), and ``vmap`` compiles one large program per pack size (measured in README "Speed").
+* ``per_run``: the original path, ``harness.runs.train_and_evaluate`` (also always used for
+  streamed data sets too big for memory).
+
+The batch order of every run is the one of the per-run path (``training.batch_indices`` with the
+run's ``(seed, target)`` generator), drawn on the host up front; curves equal the per-run path's
+to float tolerance (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import math
+import sys
+import time
+import zlib
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from harness import compilation, models, runs, training, transfer
+from harness.results import ResultsStore, worker_identity
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """How the runs of a family are executed.
+
+  Attributes:
+    name: registry key.
+    pack: train several runs at once with ``jax.vmap`` (sharded across devices).
+    device_loop: the training steps between two evaluations run inside one program.
+    summary: one line for the documentation and ``--help``.
+  """
+  name: str
+  pack: bool
+  device_loop: bool
+  summary: str
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy('vmap', True, True, 'runs packed with vmap, steps and evaluation inside the program'),
+    Strategy('sequential', False, False, 'one run at a time, Python loop over one compiled step'),
+    Strategy('fused', False, True, 'one run at a time, steps and evaluation inside the program'),
+    Strategy('per_run', False, False, 'the per-run path (runs.train_and_evaluate)'),
+)}
+
+# Measured choice per (backend, architecture); '*' is any architecture. See the module docstring
+# and README ("Speed") for the measurements behind the CPU rows.
+AUTO: dict[tuple[str, str], str] = {
+    ('cpu', 'mlp'): 'fused', ('cpu', '*'): 'sequential',
+    ('gpu', '*'): 'vmap', ('tpu', '*'): 'vmap',
+}
+PACK_SIZE = {'cpu': 8, '*': 64}  # runs per pack when config.execution.pack_size is 0
+MAX_INDEX_BYTES = 256 << 20      # batch indices of a pack beyond this: fall back to per_run
+
+
+def choose_strategy(requested: str, backend: str, model_name: str) -> Strategy:
+  """The strategy for a family: ``requested``, or the measured default when it is 'auto'.
+
+  Raises:
+    UserError: unknown strategy name.
+  """
+  from harness.errors import UserError
+  if requested in ('', 'auto', None):
+    arch = models.VARIANTS[model_name][0] if model_name in models.VARIANTS else '*'
+    requested = AUTO.get((backend, arch)) or AUTO.get((backend, '*'), 'vmap')
+  if requested not in STRATEGIES:
+    raise UserError(f"unknown execution strategy '{requested}': choose auto or one of "
+                    f"{', '.join(STRATEGIES)}")
+  return STRATEGIES[requested]
+
+
+def default_pack_size(backend: str) -> int:
+  return PACK_SIZE.get(backend, PACK_SIZE['*'])
+
+
+def balanced_pack_size(num_runs: int, cap: int, devices: int = 1) -> int:
+  """Runs per pack for a group of ``num_runs``: the fewest packs of at most ``cap``, equal sizes.
+
+  A fixed size pads small groups (a base net per task: 1 run padded to 8 is 8x the work); the
+  size is instead ``ceil(num_runs / packs)`` rounded up to a multiple of ``devices``, so at most
+  ``packs * devices - 1`` slots are padding. Groups of different sizes then compile their own
+  program (a few seconds each), far less than the padded work they save.
+  """
+  packs = -(-num_runs // max(1, cap))
+  size = -(-num_runs // packs)
+  return -(-size // devices) * devices
+
+
+# ----------------------------------------------------------------------------------------------
+# Data of a family: training set padded to a bucketed length, test set padded to whole chunks.
+
+def bucket(n: int) -> int:
+  """``n`` rounded up to a multiple of 1/16 of the next power of two (at most 12.5% padding).
+
+  Tasks of similar size (the two halves of a data set) then share one shape, one compilation.
+  """
+  if n <= 16:
+    return n
+  step = 2 ** max(0, math.ceil(math.log2(n)) - 4)
+  return -(-n // step) * step
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyData:
+  """A task's splits as the compiled programs see them."""
+  x_train: jax.Array   # (bucket(N), ...) ; rows >= num_train are zeros, never drawn
+  y_train: jax.Array
+  num_train: int
+  x_test: jax.Array    # (chunks, chunk, ...)
+  y_test: jax.Array    # (chunks, chunk)
+  valid: jax.Array     # (chunks, chunk) bool
+  num_test: int
+
+
+def _pad_rows(a, rows: int) -> np.ndarray:
+  """Zero rows appended on the host (no device program per shape)."""
+  a = np.asarray(a)
+  return np.concatenate([a, np.zeros((rows - a.shape[0], *a.shape[1:]), a.dtype)])
+
+
+@functools.lru_cache(maxsize=8)
+def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyData | None:
+  """The padded device-resident splits of a task, or None for streamed (too big) data."""
+  _, train, test = runs.device_task(target, data_dir)
+  if not (isinstance(train, tuple) and isinstance(test, tuple)):
+    return None
+  n_train, n_test = train[0].shape[0], test[0].shape[0]
+  # Equal chunks of at most eval_chunk rows covering bucket(n_test), a multiple of 16 each: both
+  # tasks of a pair share the shape, and padding is a few % (not up to a whole chunk: 4990 test
+  # images in chunks of 2048 were 6144 rows, 23% of the evaluation, which dominates short runs).
+  chunks = -(-bucket(n_test) // eval_chunk)
+  chunk = -(-bucket(n_test) // chunks // 16) * 16 if n_test > 16 else n_test
+  rows = chunks * chunk
+  x_test = _pad_rows(test[0], rows).reshape(chunks, chunk, *test[0].shape[1:])
+  y_test = _pad_rows(test[1], rows).reshape(chunks, chunk)
+  valid = (np.arange(rows) < n_test).reshape(chunks, chunk)
+  padded = bucket(n_train)
+  put = jax.device_put
+  return FamilyData(put(_pad_rows(train[0], padded)), put(_pad_rows(train[1], padded)), n_train,
+                    put(x_test), put(y_test), put(valid), n_test)
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled programs. All differences between runs are arguments; model and optimizer static.
+
+def _eval_chunk(model, variables, x, y, valid) -> jax.Array:
+  """``[sum of losses, number correct]`` over the valid rows of one chunk."""
+  logits = model.apply(variables, x, train=False)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = jnp.argmax(logits, -1) == y
+  return jnp.stack([jnp.sum(jnp.where(valid, losses, 0.0)),
+                    jnp.sum(jnp.where(valid, correct, 0)).astype(jnp.float32)])
+
+
+def _variables(state: training.TrainState) -> dict:
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _segment(state, idx, x_train, y_train, x_test, y_test, valid, start, stop, *, model, tx):
+  """Trains one run from step ``start`` to ``stop``, then evaluates it on the whole test set.
+
+  Returns:
+    The new state and ``[accuracy, test loss, loss of the last training step (NaN if none)]``.
+  """
+
+  def body(t, carry):
+    state, _ = carry
+    batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
+    state, metrics = training.train_step(state, x_train[batch], y_train[batch], model=model, tx=tx)
+    return state, metrics['loss']
+
+  state, last_loss = lax.fori_loop(start, stop, body, (state, jnp.float32(jnp.nan)))
+  variables = _variables(state)
+  sums = lax.map(lambda c: _eval_chunk(model, variables, *c), (x_test, y_test, valid))
+  loss_sum, correct = jnp.sum(sums, axis=0)
+  n = jnp.sum(valid).astype(jnp.float32)
+  return state, jnp.stack([correct / n, loss_sum / n, last_loss])
+
+
+@functools.lru_cache(maxsize=None)
+def segment_program(model, tx, packed: bool) -> Callable:
+  """``(states, idx, x_train, y_train, x_test, y_test, valid, start, stop) -> (states, metrics)``."""
+  fn = functools.partial(_segment, model=model, tx=tx)
+  if packed:
+    fn = jax.vmap(fn, in_axes=(0, 0) + (None,) * 7)
+  return jax.jit(fn, donate_argnums=0)
+
+
+def _indexed_step(state, idx, x_train, y_train, t, *, model, tx):
+  batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
+  state, metrics = training.train_step(state, x_train[batch], y_train[batch], model=model, tx=tx)
+  return state, metrics['loss']
+
+
+@functools.lru_cache(maxsize=None)
+def step_program(model, tx) -> Callable:
+  """``(state, idx, x_train, y_train, t) -> (state, loss)``: step t of one run, on device data."""
+  return jax.jit(functools.partial(_indexed_step, model=model, tx=tx), donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def eval_program(model) -> Callable:
+  """``(variables, x, y, valid) -> [loss sum, correct]`` of one test chunk."""
+  return jax.jit(functools.partial(_eval_chunk, model))
+
+
+_USED: dict[int, Callable] = {}  # every program handed out, to count its compilations
+
+
+def _program(factory: Callable, *key) -> Callable:
+  fn = factory(*key)
+  _USED[id(fn)] = fn
+  return fn
+
+
+def programs_compiled() -> int:
+  """Compiled specialisations of every program of this module so far (this process)."""
+  return compilation.program_count(_USED.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs' starting states, stacked.
+
+def _batch_order(spec: runs.RunSpec, num_train: int) -> np.ndarray:
+  """The run's batch indices, (steps, batch): exactly the order of the per-run path."""
+  hyper = spec.hyper
+  data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
+  batches = training.batch_indices(num_train, hyper['batch_size'], data_rng)
+  steps = max(1, hyper['steps'])  # a 0-step run still needs a (never read) row
+  return np.stack(list(itertools.islice(batches, steps))).astype(np.int32)
+
+
+def _init_one(seed, transferred, *, model, input_shape):
+  """``runs.init_key`` + ``models.init_variables``, as data: one program for every seed."""
+  key = jax.random.key(seed)
+  key = lax.cond(transferred, lambda k: jax.random.fold_in(k, 1), lambda k: k, key)
+  return models.init_variables(model, key, input_shape)
+
+
+@functools.lru_cache(maxsize=None)
+def init_program(model, input_shape: tuple) -> Callable:
+  """``(seeds[R], transferred[R]) -> stacked variables``: the runs' own initial weights."""
+  return jax.jit(jax.vmap(functools.partial(_init_one, model=model, input_shape=input_shape)))
+
+
+def _state_one(variables, train, frozen, seed, *, names, tx):
+  """``training.create_state`` of one run, inside a program."""
+  plan = transfer.Plan(copy=jnp.zeros_like(train), train=train)
+  state = training.TrainState(
+      step=jnp.zeros((), jnp.int32), params=variables['params'],
+      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
+      trainable=transfer.leaf_mask(variables['params'], names, plan.train),
+      stats_trainable=transfer.leaf_mask(variables['batch_stats'], names, plan.train),
+      frozen=frozen, rng=jax.random.fold_in(jax.random.key(seed), 2))
+  return state
+
+
+@functools.lru_cache(maxsize=None)
+def state_program(names: tuple, tx, packed: bool) -> Callable:
+  """``(variables[R], train[R, L], frozen[R, L], seeds[R]) -> TrainState`` (run axis if packed)."""
+  fn = jax.vmap(functools.partial(_state_one, names=names, tx=tx))
+  if not packed:
+    fn = lambda *a, f=fn: jax.tree.map(lambda x: x[0], f(*a))
+  return jax.jit(fn)
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
+def _pack_inputs(specs, family, store: ResultsStore, sources: dict, packed: bool):
+  """The stacked starting states of a pack and its batch orders (R, steps, batch)."""
+  model = family.model
+  names = models.layer_names(model.num_layers)
+  seeds = np.array([s.seed for s in specs], np.int32)
+  transferred = np.array([s.condition != 'scratch' for s in specs])
+  init = _host(_program(init_program, model, family.input_shape)(seeds, transferred))
+  starts, plans = [], []
+  for r, spec in enumerate(specs):
+    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+    source = None
+    if spec.condition in ('selffer', 'transfer'):
+      where = spec.source_checkpoint or spec.source_run
+      if where not in sources:  # each base net is read once per family, not once per run
+        sources[where] = _host(runs._source_variables(  # pylint: disable=protected-access
+            spec, store, spec.model, dict(spec.model_kwargs)))
+      source = sources[where]
+    starts.append(transfer.combine(jax.tree.map(lambda a, r=r: a[r], init), source, plan, names))
+    plans.append(plan)
+  variables = jax.tree.map(lambda *xs: np.stack(xs), *starts)
+  train = np.stack([p.train for p in plans]).astype(np.float32)
+  states = _program(state_program, names, family.tx, packed)(variables, train, 1.0 - train, seeds)
+  idx = np.stack([_batch_order(s, family.data.num_train) for s in specs])
+  return states, (idx if packed else idx[0])
+
+
+def _run_sharding(num_runs: int) -> tuple[NamedSharding, NamedSharding] | None:
+  """(run-axis sharding, replicated) over all devices, or None on a single device."""
+  devices = jax.devices()
+  if len(devices) == 1 or num_runs % len(devices):
+    return None
+  mesh = Mesh(np.array(devices), ('runs',))
+  return NamedSharding(mesh, PartitionSpec('runs')), NamedSharding(mesh, PartitionSpec())
+
+
+# ----------------------------------------------------------------------------------------------
+# Execution of one pack.
+
+@dataclasses.dataclass
+class _Family:
+  """What the runs of one group share."""
+  model: Any
+  tx: optax.GradientTransformation
+  data: FamilyData
+  num_classes: int
+  input_shape: tuple
+  hyper: dict
+
+
+def _train_pack(family: _Family, states, idx: np.ndarray, strategy: Strategy) -> list[tuple[list[dict], int | None, Any]]:
+  """Trains the runs of a pack side by side (or the one run of an unpacked strategy).
+
+  Returns:
+    Per run: (curve, step at which it diverged or None, final variables).
+  """
+  hyper, data = family.hyper, family.data
+  schedule = training.eval_steps(hyper['steps'], hyper['eval_every'])
+  if strategy.pack:
+    n = idx.shape[0]
+    shardings = _run_sharding(n)
+    if shardings:
+      by_run, replicated = shardings
+      states, idx = jax.device_put(states, by_run), jax.device_put(idx, by_run)
+      data = dataclasses.replace(data, **{f.name: jax.device_put(getattr(data, f.name), replicated)
+                                          for f in dataclasses.fields(data)
+                                          if isinstance(getattr(data, f.name), jax.Array)})
+    else:
+      idx = jnp.asarray(idx)
+    program = _program(segment_program, family.model, family.tx, True)
+    metrics_per_point = []
+    prev = 0
+    for stop in schedule:
+      states, metrics = program(states, idx, data.x_train, data.y_train, data.x_test, data.y_test,
+                                data.valid, np.int32(prev), np.int32(stop))
+      metrics_per_point.append(np.asarray(metrics))  # one host sync per evaluation, whole pack
+      prev = stop
+    host = _host(_variables(states))
+    finals = [jax.tree.map(lambda a, i=i: a[i], host) for i in range(n)]
+    return [_curve(schedule, [m[r] for m in metrics_per_point]) + (finals[r],) for r in range(n)]
+  state, idx, points = states, jnp.asarray(idx), []
+  if strategy.device_loop:
+    program = _program(segment_program, family.model, family.tx, False)
+    prev = 0
+    for stop in schedule:
+      state, metrics = program(state, idx, data.x_train, data.y_train, data.x_test, data.y_test,
+                               data.valid, np.int32(prev), np.int32(stop))
+      points.append(np.asarray(metrics))
+      prev = stop
+  else:
+    step_fn = _program(step_program, family.model, family.tx)
+    eval_fn = _program(eval_program, family.model)
+    loss, schedule_set = jnp.float32(jnp.nan), set(schedule)
+    for t in range(hyper['steps'] + 1):
+      if t in schedule_set:
+        points.append(_evaluate(eval_fn, state, data, loss))
+      if t == hyper['steps']:
+        break
+      state, loss = step_fn(state, idx, data.x_train, data.y_train, np.int32(t))
+  return [_curve(schedule, points) + (_variables(state),)]
+
+
+def _evaluate(eval_fn, state, data: FamilyData, train_loss) -> np.ndarray:
+  """[accuracy, loss, train loss] on the whole test set, one host sync."""
+  variables = _variables(state)
+  total = sum(eval_fn(variables, data.x_test[c], data.y_test[c], data.valid[c])
+              for c in range(data.x_test.shape[0]))
+  loss_sum, correct = np.asarray(total)
+  return np.array([correct / data.num_test, loss_sum / data.num_test, float(train_loss)])
+
+
+def _curve(schedule: Sequence[int], points: Sequence[np.ndarray]) -> tuple[list[dict], int | None]:
+  """The curve as ``train_loop`` records it, cut at the first non-finite loss."""
+  curve = []
+  for step, (accuracy, loss, train_loss) in zip(schedule, points):
+    if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):
+      return curve, step
+    curve.append({'step': step, 'accuracy': float(accuracy), 'loss': float(loss),
+                  'train_loss': float(train_loss)})
+  return curve, None
+
+
+# ----------------------------------------------------------------------------------------------
+# A sweep's pending runs: grouped by family and phase, packed, one record per run.
+
+@dataclasses.dataclass
+class ExecutionReport:
+  """What :func:`execute` did.
+
+  Attributes:
+    remaining: specs it did not run (streamed data, ``per_run``, or a source not complete):
+      the caller runs them one by one.
+    strategies: strategy used per family label.
+    families: number of distinct program families (model, optimizer, data shapes).
+    programs_compiled: compiled training/evaluation programs (this process; a program loaded from
+      the persistent cache counts too).
+    xla_compiles: every XLA compilation in the call, eager ops' included (cache hits excluded).
+    cache_hits: programs loaded from the persistent cache.
+    seconds: wall time.
+  """
+  remaining: list
+  strategies: dict
+  families: int
+  programs_compiled: int
+  xla_compiles: int
+  cache_hits: int
+  seconds: float
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['remaining'] = len(self.remaining)
+    return d
+
+
+def _family_key(spec: runs.RunSpec, data: FamilyData, num_classes: int) -> tuple:
+  return (spec.model, spec.model_kwargs, spec.train, num_classes, data.x_train.shape,
+          data.x_test.shape)
+
+
+def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
+            strategy: str = 'auto', pack_size: int = 0, checkpoint_every: int = 0,
+            on_record: Callable[[runs.RunSpec, dict], None] | None = None) -> ExecutionReport:
+  """Trains pending runs family by family, writing one record per run (as the per-run path).
+
+  Runs without a source network (base nets, random features, transfers from a checkpoint) go
+  first; then the runs whose source run is complete. A run whose source is missing, failed or
+  still being trained by another worker is left in ``remaining`` (the per-run path waits for it
+  or records why), and so is a run longer than ``checkpoint_every`` steps (the per-run path
+  saves its progress). Each pack is trained while its runs' claims are held
+  (:meth:`ResultsStore.claim`): runs another worker holds, or has finished, are left out.
+
+  Args:
+    specs: runs to do, in the sweep's order.
+    store: the results store.
+    data_dir: TFDS data directory.
+    strategy: a key of :data:`STRATEGIES` or 'auto' (see :func:`choose_strategy`).
+    pack_size: runs per pack for packed strategies; 0 = the backend's default.
+    checkpoint_every: the sweep's progress-checkpoint interval (0: none).
+    on_record: called with each spec and its record once written.
+
+  Returns:
+    An :class:`ExecutionReport`.
+  """
+  start = time.time()
+  programs_before = programs_compiled()
+  backend = jax.default_backend()
+  remaining: list = []
+  used: dict[str, str] = {}
+  families: set = set()
+  with compilation.CompileCounter() as counter:
+    long_runs = [s for s in specs if 0 < checkpoint_every < s.hyper['steps']]
+    remaining += long_runs
+    specs_here = [s for s in specs if s not in long_runs]
+    first = [s for s in specs_here if not s.source_run]
+    later = [s for s in specs_here if s.source_run]
+    for phase in (first, later):
+      ready = [s for s in phase if not s.source_run or store.status(s.source_run) == 'complete']
+      remaining += [s for s in phase if s not in ready]
+      remaining += _execute_phase(ready, store, data_dir, strategy, pack_size, backend, used,
+                                  families, on_record)
+  order = {s.run_id: i for i, s in enumerate(specs)}
+  remaining.sort(key=lambda s: order[s.run_id])
+  return ExecutionReport(remaining=remaining, strategies=used, families=len(families),
+                         programs_compiled=programs_compiled() - programs_before,
+                         xla_compiles=counter.xla, cache_hits=counter.cache_hits,
+                         seconds=time.time() - start)
+
+
+def _execute_phase(specs, store, data_dir, requested, pack_size, backend, used, families,
+                   on_record) -> list:
+  """Runs one dependency phase; returns the specs left to the per-run path."""
+  groups: dict[tuple, list] = {}
+  left = []
+  for spec in specs:
+    strategy = choose_strategy(requested, backend, spec.model)
+    data = family_data(spec.target, data_dir) if strategy.name != 'per_run' else None
+    if data is None:
+      left.append(spec)
+      continue
+    task = runs.device_task(spec.target, data_dir)[0]
+    key = _family_key(spec, data, task.num_classes)
+    groups.setdefault((key, spec.target, strategy), []).append(spec)
+  for (key, target, strategy), group in groups.items():
+    families.add(key)
+    used[f'{key[0]} {target.name}'] = strategy.name
+    cap = pack_size or default_pack_size(backend)
+    size = balanced_pack_size(len(group), cap, jax.device_count()) if strategy.pack else 1
+    if strategy.pack and group[0].hyper['steps'] * group[0].hyper['batch_size'] * 4 * size > MAX_INDEX_BYTES:
+      left += group
+      continue
+    _execute_group(group, target, store, data_dir, strategy, size, on_record)
+  return left
+
+
+def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int, on_record):
+  """Trains one family's runs of one target task, ``size`` at a time; writes their records."""
+  spec0 = group[0]
+  task = runs.device_task(target, data_dir)[0]
+  data = family_data(target, data_dir)
+  model = models.build_model(spec0.model, task.num_classes, **dict(spec0.model_kwargs))
+  hyper = spec0.hyper
+  tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
+                               hyper['lr_decay_every'], hyper['lr_decay_factor'])
+  family = _Family(model, tx, data, task.num_classes, tuple(task.input_shape), hyper)
+  sources: dict = {}
+  names = models.layer_names(model.num_layers)
+  for start in range(0, len(group), size):
+    with contextlib.ExitStack() as claims:
+      chunk = [spec for spec in group[start:start + size] if _claim(claims, store, spec)]
+      if not chunk:
+        continue
+      t0 = time.time()
+      padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
+      states, idx = _pack_inputs(padded, family, store, sources, strategy.pack)
+      results = _train_pack(family, states, idx, strategy)
+      wall = (time.time() - t0) / len(chunk)
+      for spec, (curve, diverged_at, variables) in zip(chunk, results):
+        record = _record(spec, curve, diverged_at, model, names, strategy, size, wall, t0)
+        if record['status'] == 'complete' and spec.condition == 'scratch':
+          meta = {'model': spec.model, 'model_kwargs': dict(spec.model_kwargs),
+                  'num_classes': task.num_classes, 'input_shape': list(task.input_shape),
+                  'task': spec.target.to_dict(), 'run_id': spec.run_id}
+          runs.save_checkpoint(store.checkpoint_dir(spec.run_id), variables, meta)
+        store.write_record(record)
+        store.log_attempt(spec.run_id, 'end', status=record['status'])
+        if on_record:
+          on_record(spec, record)
+
+
+def _claim(claims: contextlib.ExitStack, store: ResultsStore, spec: runs.RunSpec) -> bool:
+  """Takes a run's claim into ``claims`` if it is free and the run still has no complete record."""
+  if not claims.enter_context(store.claim(spec.run_id)):
+    return False
+  status = store.status(spec.run_id)
+  if status == 'complete':  # Finished by another worker meanwhile.
+    return False
+  if status == 'corrupt':
+    aside = store.set_aside_corrupt(spec.run_id)
+    print(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it', file=sys.stderr)
+  store.log_attempt(spec.run_id, 'start')
+  return True
+
+
+def _record(spec, curve, diverged_at, model, names, strategy, size, wall, started_at) -> dict:
+  """The run's record, in the per-run path's format (plus how it was executed); ``started_at``
+  and ``finished_at`` bound the training of its whole pack."""
+  record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
+            'environment': runs.environment(), 'executor': worker_identity(),
+            'started_at': started_at, 'finished_at': time.time(), 'num_layers': model.num_layers,
+            'layer_names': list(names),
+            'execution': {'strategy': strategy.name, 'pack_size': size}}
+  if diverged_at is None:
+    record.update(status='complete', curve=curve)
+  else:
+    record.update(status='failed', error=f'loss is not finite at step {diverged_at}',
+                  diverged_at_step=diverged_at, curve=curve)
+  record['wall_time_s'] = round(wall, 3)
+  return record

@@ -1,0 +1,129 @@
+"""Packed execution (harness.packing): same curves as the per-run path, one program per family."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from harness import packing, runner, runs, sweeps
+from harness.results import ResultsStore
+from tests.test_sweeps import tiny_config
+
+
+def _curves(store: ResultsStore, specs) -> dict:
+  return {s.run_id: store.read_record(s.run_id)['curve'] for s in specs}
+
+
+def _assert_same_curves(a: dict, b: dict, num_test: int):
+  assert a.keys() == b.keys()
+  for run_id in a:
+    assert [p['step'] for p in a[run_id]] == [p['step'] for p in b[run_id]]
+    for p, q in zip(a[run_id], b[run_id]):
+      np.testing.assert_allclose(p['loss'], q['loss'], rtol=1e-4, atol=1e-5)
+      assert abs(p['accuracy'] - q['accuracy']) <= 1.5 / num_test  # at most one example flips
+      if p['step']:
+        np.testing.assert_allclose(p['train_loss'], q['train_loss'], rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def per_run(data_dir, tmp_path_factory):
+  """The tiny sweep through the per-run path (runs.train_and_evaluate), the reference."""
+  config = tiny_config(data_dir)
+  results = tmp_path_factory.mktemp('per_run')
+  config.execution.strategy = 'per_run'
+  report = runner.run_sweep(config, results, progress=False)
+  assert report.failed == [] and report.execution['remaining'] == len(sweeps.expand(config))
+  return config, ResultsStore(results)
+
+
+@pytest.mark.parametrize('strategy, pack_size', [('vmap', 5), ('sequential', 0), ('fused', 0)])
+def test_packed_and_unpacked_training_give_the_per_run_curves(per_run, strategy, pack_size, data_dir, tmp_path):
+  config, reference = per_run
+  specs = sweeps.expand(config)
+  config = tiny_config(data_dir)
+  config.execution.strategy = strategy
+  config.execution.pack_size = pack_size  # 5: packs of 5 runs, the last ones padded
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  assert report.failed == [] and report.execution['remaining'] == 0
+  store = ResultsStore(tmp_path)
+  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  _assert_same_curves(_curves(reference, specs), _curves(store, specs), num_test)
+  record = store.read_record(specs[-1].run_id)
+  assert record['execution']['strategy'] == strategy
+  assert set(record) >= set(reference.read_record(specs[-1].run_id))  # same format, plus execution
+  # Base nets' checkpoints are written as by the per-run path (transfers read them).
+  assert (tmp_path / 'runs' / specs[0].run_id / 'checkpoint' / 'meta.json').is_file()
+
+
+def test_one_training_program_per_family(per_run, data_dir, tmp_path):
+  """Every condition, n, seed and both tasks of the pair (padded to one shape) share programs."""
+  config = tiny_config(data_dir)
+  config.execution.strategy = 'fused'  # vmap: one program per pack size (see next test)
+  config.model_kwargs.hidden = (16, 13)  # a model no other test compiled in this process
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  execution = json.loads((tmp_path / 'execution.json').read_text())
+  assert execution == report.execution
+  assert report.completed == 24 and execution['families'] == 1
+  # The training program, its starting-state builder and the initialiser: once each.
+  assert execution['programs_compiled'] == 3
+
+
+def test_balanced_packs_pad_little():
+  assert packing.balanced_pack_size(1, 8) == 1      # a lone base net is not padded to 8
+  assert packing.balanced_pack_size(15, 8) == 8     # 2 packs: 1 slot of padding
+  assert packing.balanced_pack_size(17, 8) == 6     # 3 packs of 6, not 3 of 8
+  assert packing.balanced_pack_size(3, 8, devices=4) == 4
+  for n in range(1, 40):
+    size = packing.balanced_pack_size(n, 8)
+    packs = -(-n // size)
+    assert size <= 8 and packs == -(-n // 8) and packs * size - n < packs
+
+
+def test_strategy_choice_per_backend_and_override():
+  assert packing.choose_strategy('auto', 'cpu', 'mlp/3x256').name == 'fused'
+  assert packing.choose_strategy('auto', 'cpu', 'cnn/small').name == 'sequential'
+  assert packing.choose_strategy('auto', 'gpu', 'cnn/small').name == 'vmap'
+  assert packing.choose_strategy('fused', 'gpu', 'cnn/small').name == 'fused'
+  from harness.errors import UserError
+  with pytest.raises(UserError, match='unknown execution strategy'):
+    packing.choose_strategy('fastest', 'cpu', 'mlp')
+
+
+def test_bucket_pads_little_and_shares_shapes():
+  assert packing.bucket(29886) == packing.bucket(30114) == 30720
+  for n in (1, 17, 1000, 5000, 12345, 60000):
+    assert n <= packing.bucket(n) <= n * 1.125 + 1
+
+
+_SHARDED = r'''
+import json, sys
+import jax
+from harness import runner, sweeps
+from harness.results import ResultsStore
+from tests.test_sweeps import tiny_config
+assert jax.device_count() == 4, jax.devices()
+config = tiny_config(sys.argv[1], seeds=1, n_layers=(1,), fine_tune=(False, True))
+config.execution.strategy = 'vmap'
+config.execution.pack_size = 2   # rounded up to 4: one run per device
+report = runner.run_sweep(config, sys.argv[2], progress=False)
+store = ResultsStore(sys.argv[2])
+print(json.dumps({s.run_id: store.read_record(s.run_id)['curve'] for s in sweeps.expand(config)}))
+'''
+
+
+def test_runs_sharded_across_four_devices_give_the_same_curves(per_run, data_dir, tmp_path):
+  """The pack's run axis split over 4 (forced host) devices with jax.sharding."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+         'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': os.getcwd()}
+  out = subprocess.run([sys.executable, '-c', _SHARDED, str(data_dir), str(tmp_path / 'res')],
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  sharded = json.loads(out.stdout.strip().splitlines()[-1])
+  config, reference = per_run
+  specs = [s for s in sweeps.expand(config) if s.run_id in sharded]
+  assert len(specs) == len(sharded) == 7  # baseA, baseB; BnB, BnB+, AnB, AnB+, random at n=1
+  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  _assert_same_curves(_curves(reference, specs), sharded, num_test)
