@@ -18,6 +18,8 @@ crash, a time limit, a bug) makes SLURM hold *every* transfer task forever
 has ended, whatever happened to it, and each transfer checks its own source in the results
 directory: transfers of complete sources train, the others are recorded as failed ("source run ID
 is missing"), so nothing is left pending and ``transferbench status`` tells the whole story.
+``config.slurm.dependency='afterok'`` gives the strict form where a site prefers it (a failed
+source task then leaves the next array pending until it is cancelled).
 
 Resume. Running the same command again submits only what is not complete (failed runs are
 redone). Array tasks are :class:`submitit.helpers.Checkpointable`: on preemption or at the time
@@ -155,6 +157,18 @@ def sbatch_parameters(items: Sequence[str]) -> dict:
   return params
 
 
+DEPENDENCIES = ('afterany', 'afterok')
+
+
+def dependency_type(slurm: ml_collections.ConfigDict) -> str:
+  """``config.slurm.dependency``, checked: how a phase's array waits for the previous one."""
+  dependency = slurm.get('dependency', 'afterany')
+  if dependency not in DEPENDENCIES:
+    raise UserError(f"config.slurm.dependency='{dependency}' is not supported: use afterany (the "
+                    'default; transfers of failed sources are recorded as failed) or afterok')
+  return dependency
+
+
 def slurm_parameters(slurm: ml_collections.ConfigDict, tasks: int) -> dict:
   """submitit ``AutoExecutor.update_parameters`` keywords from ``config.slurm``."""
   params = dict(name=slurm.job_name, timeout_min=int(slurm.time_min), nodes=1, tasks_per_node=1,
@@ -200,13 +214,14 @@ def submit(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path) -
   pending = [s for s in specs if store.status(s.run_id) != 'complete']
   submission = Submission(folder=folder, total=len(specs), skipped=len(specs) - len(pending), arrays=[])
   data_dir = str(pathlib.Path(config.data_dir).absolute()) if config.data_dir else None
+  dependency = dependency_type(config.slurm)
   previous = None
   for phase, phase_specs in enumerate(phases(pending)):
     groups = chunks(phase_specs, int(config.slurm.runs_per_task))
     executor = submitit.AutoExecutor(folder=folder, cluster='slurm')
     params = slurm_parameters(config.slurm, len(groups))
     if previous is not None:
-      params['slurm_additional_parameters']['dependency'] = f'afterany:{previous}'
+      params['slurm_additional_parameters']['dependency'] = f'{dependency}:{previous}'
     try:
       executor.update_parameters(**params)
       jobs = executor.map_array(ArrayTask(), groups, [str(results_dir)] * len(groups),

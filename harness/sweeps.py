@@ -236,4 +236,5 @@ def slurm_defaults() -> ml_collections.ConfigDict:
       sbatch=(),              # more sbatch options, 'KEY=VALUE' strings, e.g. ('qos=high',)
       setup=(),               # shell lines run before the task, e.g. ('module load cuda',)
       job_name='transferbench',
+      dependency='afterany',  # how a phase waits for the one before: afterany or afterok
   ))

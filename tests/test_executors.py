@@ -53,3 +53,13 @@ def test_sbatch_options_and_flags_reach_config_slurm():
   assert params['slurm_additional_parameters'] == {'qos': 'high'}
   with pytest.raises(UserError, match="unknown executor 'k8s'"):
     executors.get('k8s')
+
+
+def test_dependency_type_is_afterany_by_default_afterok_on_request():
+  config = sweeps.load_sweep('quickstart', 'tiny')
+  assert executors.dependency_type(config.slurm) == 'afterany'
+  config.slurm.dependency = 'afterok'
+  assert executors.dependency_type(config.slurm) == 'afterok'
+  config.slurm.dependency = 'after'
+  with pytest.raises(UserError, match="dependency='after' is not supported"):
+    executors.dependency_type(config.slurm)
