@@ -38,7 +38,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import sys
 import time
 import zlib
 from typing import Any, Callable, Sequence
@@ -51,7 +50,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from harness import compilation, models, runs, training, transfer
-from harness.results import ResultsStore, worker_identity
+from harness.results import ResultsStore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -560,10 +559,7 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
       for spec, (curve, diverged_at, variables) in zip(chunk, results):
         record = _record(spec, curve, diverged_at, model, names, strategy, size, wall, t0)
         if record['status'] == 'complete' and spec.condition == 'scratch':
-          meta = {'model': spec.model, 'model_kwargs': dict(spec.model_kwargs),
-                  'num_classes': task.num_classes, 'input_shape': list(task.input_shape),
-                  'task': spec.target.to_dict(), 'run_id': spec.run_id}
-          runs.save_checkpoint(store.checkpoint_dir(spec.run_id), variables, meta)
+          runs.save_weights(spec, store, variables, task)
         store.write_record(record)
         store.log_attempt(spec.run_id, 'end', status=record['status'])
         if on_record:
@@ -572,26 +568,15 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
 
 def _claim(claims: contextlib.ExitStack, store: ResultsStore, spec: runs.RunSpec) -> bool:
   """Takes a run's claim into ``claims`` if it is free and the run still has no complete record."""
-  if not claims.enter_context(store.claim(spec.run_id)):
-    return False
-  status = store.status(spec.run_id)
-  if status == 'complete':  # Finished by another worker meanwhile.
-    return False
-  if status == 'corrupt':
-    aside = store.set_aside_corrupt(spec.run_id)
-    print(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it', file=sys.stderr)
-  store.log_attempt(spec.run_id, 'start')
-  return True
+  return claims.enter_context(store.claim(spec.run_id)) and store.start_attempt(spec.run_id)
 
 
 def _record(spec, curve, diverged_at, model, names, strategy, size, wall, started_at) -> dict:
   """The run's record, in the per-run path's format (plus how it was executed); ``started_at``
   and ``finished_at`` bound the training of its whole pack."""
-  record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-            'environment': runs.environment(), 'executor': worker_identity(),
-            'started_at': started_at, 'finished_at': time.time(), 'num_layers': model.num_layers,
-            'layer_names': list(names),
-            'execution': {'strategy': strategy.name, 'pack_size': size}}
+  record = runs.run_record(spec, started_at, finished_at=time.time(), num_layers=model.num_layers,
+                          layer_names=list(names),
+                          execution={'strategy': strategy.name, 'pack_size': size})
   if diverged_at is None:
     record.update(status='complete', curve=curve)
   else:

@@ -28,11 +28,13 @@ import json
 import os
 import pathlib
 import socket
+import sys
 import tempfile
 import time
 from typing import Any, Iterator
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from harness.errors import UserError
 
@@ -131,6 +133,24 @@ class ResultsStore:
       return False
     with self.claim(run_id) as mine:
       return not mine
+
+  def start_attempt(self, run_id: str) -> bool:
+    """Starts an attempt at a run whose claim the caller holds, unless it is complete.
+
+    A corrupt record is moved aside (kept for inspection) so that the run is redone.
+
+    Returns:
+      False if another worker completed the run meanwhile; else True, with ``start`` logged.
+    """
+    status = self.status(run_id)
+    if status == 'complete':
+      return False
+    if status == 'corrupt':
+      aside = self.set_aside_corrupt(run_id)
+      tqdm.write(f'warning: corrupt record of run {run_id} moved to {aside}; re-running it',
+                 file=sys.stderr)
+    self.log_attempt(run_id, 'start')
+    return True
 
   def log_attempt(self, run_id: str, event: str, **fields: Any) -> None:
     """Appends ``{'event': event, worker identity, time, **fields}`` to the run's attempts log."""

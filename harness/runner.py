@@ -18,7 +18,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from harness import compilation, packing, runs, sweeps
-from harness.results import ResultsStore, atomic_write_json, read_json, worker_identity
+from harness.results import ResultsStore, atomic_write_json, read_json
 
 
 @dataclasses.dataclass
@@ -35,9 +35,7 @@ class SweepReport:
 
 def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
   now = time.time()
-  return {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-          'environment': runs.environment(), 'executor': worker_identity(), 'started_at': now,
-          'finished_at': now, 'status': 'failed', 'error': reason, 'curve': []}
+  return runs.run_record(spec, now, finished_at=now, status='failed', error=reason, curve=[])
 
 
 def _wait_for_source(store: ResultsStore, run_id: str) -> str | None:
@@ -69,14 +67,8 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
   with store.claim(spec.run_id) as mine:
     if not mine:
       return None
-    status = store.status(spec.run_id)  # Another worker may have finished it meanwhile.
-    if status == 'complete':
+    if not store.start_attempt(spec.run_id):  # Another worker finished it meanwhile.
       return None
-    if status == 'corrupt':
-      aside = store.set_aside_corrupt(spec.run_id)
-      tqdm.write(f'warning: corrupt record of run {spec.run_id} moved to {aside}; re-running it',
-                 file=sys.stderr)
-    store.log_attempt(spec.run_id, 'start')
     if source_status != 'complete':
       record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
       store.write_record(record)

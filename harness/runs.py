@@ -268,6 +268,22 @@ def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -
   return transfer.combine(init, source, plan, names)
 
 
+def run_record(spec: RunSpec, started_at: float, **fields: Any) -> dict:
+  """A run's record: its id, spec, labels, environment and worker, then ``fields``."""
+  return {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
+          'environment': environment(), 'executor': worker_identity(), 'started_at': started_at,
+          **fields}
+
+
+def save_weights(spec: RunSpec, store: ResultsStore, variables: dict, task: tasks.TaskData) -> None:
+  """Saves a run's final weights as the checkpoint transfers copy from (see :func:`save_checkpoint`)."""
+  meta = {'model': spec.model, 'model_kwargs': dict(spec.model_kwargs),
+          'num_classes': task.num_classes, 'input_shape': list(task.input_shape),
+          'task': spec.target.to_dict(), 'run_id': spec.run_id}
+  save_checkpoint(store.checkpoint_dir(spec.run_id),
+                  {'params': variables['params'], 'batch_stats': variables['batch_stats']}, meta)
+
+
 def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
                        on_eval: Callable[[dict], None] | None = None,
                        keep_weights: bool | None = None, checkpoint_every: int = 0) -> dict:
@@ -304,9 +320,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   dropout_key = jax.random.fold_in(jax.random.key(spec.seed), 2)
   state = training.create_state(variables, plan, names, tx, dropout_key)
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
-  record = {'run_id': spec.run_id, 'spec': spec.to_dict(), 'labels': spec.labels(),
-            'environment': environment(), 'executor': worker_identity(), 'started_at': start,
-            'num_layers': model.num_layers, 'layer_names': names}
+  record = run_record(spec, start, num_layers=model.num_layers, layer_names=names)
   progress_dir = store.progress_dir(spec.run_id)
   resume = load_progress(progress_dir, state)
   if resume is not None:
@@ -323,11 +337,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   if keep_weights is None:
     keep_weights = spec.condition == 'scratch'
   if record['status'] == 'complete' and keep_weights:
-    meta = {'model': spec.model, 'model_kwargs': kwargs, 'num_classes': data.num_classes,
-            'input_shape': list(data.input_shape), 'task': spec.target.to_dict(),
-            'run_id': spec.run_id}
-    save_checkpoint(store.checkpoint_dir(spec.run_id),
-                    {'params': state.params, 'batch_stats': state.batch_stats}, meta)
+    save_weights(spec, store, {'params': state.params, 'batch_stats': state.batch_stats}, data)
   record['finished_at'] = time.time()
   record['wall_time_s'] = round(record['finished_at'] - start, 3)
   store.write_record(record)
