@@ -113,7 +113,28 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
   summed = jax.lax.reduce_window(
       sq, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
       [(0, 0)] * (x.ndim - 1) + [(half, size - 1 - half)])
-  return x / jnp.power(k + alpha / size * summed, beta)
+  denominator = k + alpha / size * summed
+  if beta == 0.75:  # d^-3/4 = rsqrt(d) * sqrt(rsqrt(d)): ~4x faster than pow on CPU (measured)
+    r = jax.lax.rsqrt(denominator)
+    return x * r * jnp.sqrt(r)
+  return x / jnp.power(denominator, beta)
+
+
+def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
+  """Max pooling over square windows, 'VALID' (rows/columns that do not fill a window dropped).
+
+  Non-overlapping windows (``window == stride``) are a reshape and a max: the same values as
+  ``nn.max_pool``, and a gradient that is an elementwise mask instead of XLA's select-and-scatter,
+  which took 24 ms of a 118 ms cnn/small train step on a 2-core CPU (2.6 ms this way). The two
+  gradients differ only where a window holds equal maxima (they split it instead of picking the
+  first), which after a ReLU happens only for zeros, whose gradient the ReLU discards.
+  """
+  if window != stride:
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding='VALID')
+  b, h, w, c = x.shape
+  h, w = h // window, w // window
+  x = x[:, :h * window, :w * window]
+  return x.reshape(b, h, window, w, window, c).max(axis=(2, 4))
 
 
 class MLP(nn.Module):
@@ -162,7 +183,7 @@ class ConvLayer(nn.Module):
     x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
                         name='conv')(x))
     if s.pool:
-      x = nn.max_pool(x, (s.pool, s.pool), strides=(s.pool_stride, s.pool_stride), padding='VALID')
+      x = max_pool(x, s.pool, s.pool_stride)
     if s.lrn:
       x = local_response_norm(x)
     return x

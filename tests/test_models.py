@@ -57,3 +57,28 @@ def test_unknown_model_and_option_are_user_errors():
     models.build_model('vgg', 10)
   with pytest.raises(UserError, match='no option'):
     models.build_model('mlp', 10, depth=3)
+
+
+@pytest.mark.parametrize('size', [28, 14, 7])
+def test_max_pool_matches_flax_values_and_gradient_after_relu(size):
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), (3, size, size, 4))
+  reference = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2), padding='VALID')
+  fast = lambda x: models.max_pool(jax.nn.relu(x), 2, 2)
+  assert fast(x).shape == reference(x).shape == (3, size // 2, size // 2, 4)
+  assert jnp.array_equal(fast(x), reference(x))
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
+  assert jnp.array_equal(grad(fast), grad(reference))
+  # Overlapping windows (AlexNet's 3/2) take flax's path.
+  assert jnp.array_equal(models.max_pool(x, 3, 2),
+                         nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID'))
+
+
+@pytest.mark.parametrize('beta', [0.75, 0.5])
+def test_local_response_norm_is_caffes_formula(beta):
+  x = 20 * jax.random.normal(jax.random.key(0), (2, 3, 3, 8))
+  sq = jnp.pad(jnp.square(x), ((0, 0), (0, 0), (0, 0), (2, 2)))
+  window_sum = sum(sq[..., i:i + 8] for i in range(5))
+  expected = x / (1.0 + 1e-4 / 5 * window_sum) ** beta
+  assert jnp.allclose(models.local_response_norm(x, beta=beta), expected, rtol=1e-6, atol=1e-6)
