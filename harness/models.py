@@ -7,6 +7,11 @@ A layer owns everything between two cut points: a conv layer includes its non-li
 and normalisation; a residual block is one layer with its batch norms; global pooling belongs to
 the head, which has no other job than to map features to classes.
 
+Every model can run part of itself (``start``, ``stop``; static Python ints): ``start=d`` takes
+the output of ``layer{d}`` instead of the input and runs the layers after it, ``stop=d`` returns the
+output of ``layer{d}``. A run whose first d layers are frozen computes their output on its data
+once and trains the rest on it (``harness.packing``); see :func:`frozen_prefix_cacheable`.
+
 Every model takes ``frozen``, a float vector of length L (1 = the layer is frozen), at call time.
 It only matters for batch norm: a frozen layer normalises with its (copied) running statistics,
 in training as at evaluation, so the layer is the same fixed function as in its source network.
@@ -19,6 +24,7 @@ Models are chosen by name from :data:`VARIANTS` (``'mlp/3x256'``, ``'cnn/small'`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -74,6 +80,22 @@ def layer_outputs(model: nn.Module, variables: dict, x: jax.Array) -> dict[str, 
   return {name: value for name, value in zip(layer_names(len(outputs) + 1), outputs)}
 
 
+def frozen_prefix_cacheable(model: nn.Module) -> bool:
+  """Whether frozen leading layers are a fixed function of the input in training too.
+
+  True unless a layer applies dropout (a frozen layer's output then changes every step). Frozen
+  batch-norm layers normalise with their running statistics (see :func:`batch_norm`): fixed.
+  """
+  return not getattr(model, 'dropout', 0.0)
+
+
+def feature_shapes(model: nn.Module, variables: dict, input_shape: Sequence[int]) -> list[tuple]:
+  """Per-example shape of the input (index 0) and of each transferable layer's output (1..L-1)."""
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  outputs = jax.eval_shape(functools.partial(layer_outputs, model), variables, x)
+  return [tuple(input_shape)] + [tuple(outputs[n].shape[1:]) for n in layer_names(model.num_layers)[:-1]]
+
+
 def _frozen_at(frozen: jax.Array | None, index: int) -> jax.Array:
   return jnp.zeros(()) if frozen is None else frozen[index]
 
@@ -98,8 +120,10 @@ def batch_norm(x, *, train: bool, frozen: jax.Array, name: str):
   bn = nn.BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
   if not train:
     return bn(x, use_running_average=True)
-  y_batch = bn(x, use_running_average=False)
+  # Running statistics first: the batch-statistics call updates them (a frozen layer's update is
+  # discarded later), and reading them after it mixed this batch into a frozen layer's function.
   y_running = bn(x, use_running_average=True)
+  y_batch = bn(x, use_running_average=False)
   return jnp.where(frozen > 0, y_running, y_batch)
 
 
@@ -152,11 +176,15 @@ class MLP(nn.Module):
     return len(self.hidden) + 1
 
   @nn.compact
-  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None):
+  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None, start: int = 0,
+               stop: int | None = None):
     del train, frozen  # No batch norm or dropout.
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):
-      x = _emit(self, i + 1, nn.relu(nn.Dense(width, name=f'layer{i + 1}')(x)))
+      if i + 1 > start:
+        x = _emit(self, i + 1, nn.relu(nn.Dense(width, name=f'layer{i + 1}')(x)))
+      if stop == i + 1:
+        return x
     return nn.Dense(self.num_classes, name=HEAD)(x)
 
 
@@ -210,15 +238,22 @@ class CNN(nn.Module):
     return len(self.convs) + len(self.dense) + 1
 
   @nn.compact
-  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None):
+  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None, start: int = 0,
+               stop: int | None = None):
     del frozen  # No batch norm.
     for i, spec in enumerate(self.convs):
-      x = _emit(self, i + 1, ConvLayer(spec, name=f'layer{i + 1}')(x))
+      if i + 1 > start:
+        x = _emit(self, i + 1, ConvLayer(spec, name=f'layer{i + 1}')(x))
+      if stop == i + 1:
+        return x
     x = x.reshape((x.shape[0], -1))
     for j, width in enumerate(self.dense):
       index = len(self.convs) + j + 1
-      x = _emit(self, index, nn.relu(nn.Dense(width, name=f'layer{index}')(x)))
-      if self.dropout:
+      if index > start:
+        x = _emit(self, index, nn.relu(nn.Dense(width, name=f'layer{index}')(x)))
+      if stop == index:
+        return x
+      if index > start and self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name=HEAD)(x)
 
@@ -270,11 +305,18 @@ class ResNet(nn.Module):
     return len(self.blocks) + 2
 
   @nn.compact
-  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None):
-    x = _emit(self, 1, Stem(self.stem, name='layer1')(x, train, _frozen_at(frozen, 0)))
+  def __call__(self, x, train: bool = False, frozen: jax.Array | None = None, start: int = 0,
+               stop: int | None = None):
+    if start < 1:
+      x = _emit(self, 1, Stem(self.stem, name='layer1')(x, train, _frozen_at(frozen, 0)))
+    if stop == 1:
+      return x
     for i, (features, stride) in enumerate(self.blocks):
-      x = _emit(self, i + 2, ResidualBlock(features, stride, name=f'layer{i + 2}')(
-          x, train, _frozen_at(frozen, i + 1)))
+      if i + 2 > start:
+        x = _emit(self, i + 2, ResidualBlock(features, stride, name=f'layer{i + 2}')(
+            x, train, _frozen_at(frozen, i + 1)))
+      if stop == i + 2:
+        return x
     x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))  # Global average pool (parameter-free).
     return nn.Dense(self.num_classes, name=HEAD)(x)
 

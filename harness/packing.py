@@ -176,9 +176,10 @@ def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyD
 # ----------------------------------------------------------------------------------------------
 # The compiled programs. All differences between runs are arguments; model and optimizer static.
 
-def _eval_chunk(model, variables, x, y, valid) -> jax.Array:
-  """``[sum of losses, number correct]`` over the valid rows of one chunk."""
-  logits = model.apply(variables, x, train=False)
+def _eval_chunk(model, variables, x, y, valid, start: int = 0) -> jax.Array:
+  """``[sum of losses, number correct]`` over the valid rows of one chunk (``x``: the output of
+  ``layer{start}``)."""
+  logits = model.apply(variables, x, train=False, start=start)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   correct = jnp.argmax(logits, -1) == y
   return jnp.stack([jnp.sum(jnp.where(valid, losses, 0.0)),
@@ -189,52 +190,137 @@ def _variables(state: training.TrainState) -> dict:
   return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
-def _segment(state, idx, x_train, y_train, x_test, y_test, valid, start, stop, *, model, tx):
+@dataclasses.dataclass(frozen=True)
+class Depths:
+  """The frozen depths a family's programs have a branch for (static, hashable).
+
+  ``depths[i]`` is a number of leading frozen layers whose output a run computes once
+  (:func:`prefix_program`) and trains on; branch i of every program starts at ``layer{depths[i]}``
+  (``depths[0] == 0``: the input). ``shapes[i]`` is that layer's per-example output shape, stored
+  flat and zero-padded to ``width`` columns in one features buffer per family.
+  """
+  depths: tuple[int, ...] = (0,)
+  shapes: tuple[tuple[int, ...], ...] = ((),)
+  width: int = 1
+
+  def rows(self, features: jax.Array, depth_index: int) -> jax.Array:
+    """Rows of a flat features buffer as branch ``depth_index``'s layer outputs."""
+    shape = self.shapes[depth_index]
+    return features[..., :math.prod(shape)].reshape(*features.shape[:-1], *shape)
+
+
+def _segment(state, depth_index, idx, x_train, f_train, y_train, x_test, f_test, y_test, valid,
+             start, stop, *, model, tx, depths: Depths):
   """Trains one run from step ``start`` to ``stop``, then evaluates it on the whole test set.
+
+  The run starts at ``layer{depths.depths[depth_index]}``: on the inputs (depth 0) or on its
+  frozen prefix's outputs ``f_train``/``f_test`` (one ``lax.switch`` branch per depth, so one
+  program; the branches not taken are not executed).
 
   Returns:
     The new state and ``[accuracy, test loss, loss of the last training step (NaN if none)]``.
   """
 
-  def body(t, carry):
-    state, _ = carry
-    batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
-    state, metrics = training.train_step(state, x_train[batch], y_train[batch], model=model, tx=tx)
-    return state, metrics['loss']
+  def segment(i, first, state):
+    rows = (lambda a: a) if first == 0 else (lambda a: depths.rows(a, i))
+    train_in, test_in = (x_train, x_test) if first == 0 else (f_train, f_test)
 
-  state, last_loss = lax.fori_loop(start, stop, body, (state, jnp.float32(jnp.nan)))
-  variables = _variables(state)
-  sums = lax.map(lambda c: _eval_chunk(model, variables, *c), (x_test, y_test, valid))
-  loss_sum, correct = jnp.sum(sums, axis=0)
-  n = jnp.sum(valid).astype(jnp.float32)
-  return state, jnp.stack([correct / n, loss_sum / n, last_loss])
+    def body(t, carry):
+      state, _ = carry
+      batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
+      state, metrics = training.train_step(state, rows(train_in[batch]), y_train[batch],
+                                           model=model, tx=tx, start=first)
+      return state, metrics['loss']
+
+    state, last_loss = lax.fori_loop(start, stop, body, (state, jnp.float32(jnp.nan)))
+    variables = _variables(state)
+    sums = lax.map(lambda c: _eval_chunk(model, variables, rows(c[0]), c[1], c[2], start=first),
+                   (test_in, y_test, valid))
+    loss_sum, correct = jnp.sum(sums, axis=0)
+    n = jnp.sum(valid).astype(jnp.float32)
+    return state, jnp.stack([correct / n, loss_sum / n, last_loss])
+
+  branches = [functools.partial(segment, i, d) for i, d in enumerate(depths.depths)]
+  return branches[0](state) if len(branches) == 1 else lax.switch(depth_index, branches, state)
 
 
 @functools.lru_cache(maxsize=None)
-def segment_program(model, tx, packed: bool) -> Callable:
-  """``(states, idx, x_train, y_train, x_test, y_test, valid, start, stop) -> (states, metrics)``."""
-  fn = functools.partial(_segment, model=model, tx=tx)
+def segment_program(model, tx, packed: bool, depths: Depths = Depths()) -> Callable:
+  """``(states, depth_index, idx, x_train, f_train, y_train, x_test, f_test, y_test, valid, start,
+  stop) -> (states, metrics)``."""
+  fn = functools.partial(_segment, model=model, tx=tx, depths=depths)
   if packed:
-    fn = jax.vmap(fn, in_axes=(0, 0) + (None,) * 7)
+    fn = jax.vmap(fn, in_axes=(0, None, 0) + (None,) * 9)
   return jax.jit(fn, donate_argnums=0)
 
 
-def _indexed_step(state, idx, x_train, y_train, t, *, model, tx):
+def _indexed_step(state, depth_index, idx, x_train, f_train, y_train, t, *, model, tx,
+                  depths: Depths):
   batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
-  state, metrics = training.train_step(state, x_train[batch], y_train[batch], model=model, tx=tx)
-  return state, metrics['loss']
+
+  def step(i, d, state):
+    rows = x_train[batch] if d == 0 else depths.rows(f_train[batch], i)
+    state, metrics = training.train_step(state, rows, y_train[batch], model=model, tx=tx, start=d)
+    return state, metrics['loss']
+
+  branches = [functools.partial(step, i, d) for i, d in enumerate(depths.depths)]
+  return branches[0](state) if len(branches) == 1 else lax.switch(depth_index, branches, state)
 
 
 @functools.lru_cache(maxsize=None)
-def step_program(model, tx) -> Callable:
-  """``(state, idx, x_train, y_train, t) -> (state, loss)``: step t of one run, on device data."""
-  return jax.jit(functools.partial(_indexed_step, model=model, tx=tx), donate_argnums=0)
+def step_program(model, tx, depths: Depths = Depths()) -> Callable:
+  """``(state, depth_index, idx, x_train, f_train, y_train, t) -> (state, loss)``: step t of one
+  run, on device data."""
+  return jax.jit(functools.partial(_indexed_step, model=model, tx=tx, depths=depths),
+                 donate_argnums=0)
+
+
+def _eval_from(variables, depth_index, x, f, y, valid, *, model, depths: Depths):
+  branches = [functools.partial(
+      lambda i, d, v: _eval_chunk(model, v, x if d == 0 else depths.rows(f, i), y, valid, start=d),
+      i, d) for i, d in enumerate(depths.depths)]
+  return branches[0](variables) if len(branches) == 1 else lax.switch(depth_index, branches, variables)
 
 
 @functools.lru_cache(maxsize=None)
-def eval_program(model) -> Callable:
-  """``(variables, x, y, valid) -> [loss sum, correct]`` of one test chunk."""
-  return jax.jit(functools.partial(_eval_chunk, model))
+def eval_program(model, depths: Depths = Depths()) -> Callable:
+  """``(variables, depth_index, x, f, y, valid) -> [loss sum, correct]`` of one test chunk."""
+  return jax.jit(functools.partial(_eval_from, model=model, depths=depths))
+
+
+def _prefix(variables, depth_index, x, *, model, depths: Depths, chunk: int, num_train: int,
+            test_chunks: tuple):
+  """A run's frozen prefix's outputs on ``x``, the training rows then the test rows.
+
+  Computes the output of layer ``depths.depths[depth_index]`` (``depth_index >= 1``) for every
+  row, ``chunk`` rows at a time, flattened and zero-padded to ``depths.width`` columns. Evaluation
+  mode is what training computes for a frozen layer too (frozen batch norm normalises with its
+  running statistics; models with dropout are not cached).
+
+  Returns:
+    ``(features of the training rows (num_train, width), of the test rows (*test_chunks, width))``.
+  """
+
+  def features(d, rows):
+    out = model.apply(variables, rows, train=False, stop=d).reshape(rows.shape[0], -1)
+    return jnp.pad(out, ((0, 0), (0, depths.width - out.shape[1])))
+
+  chunks = x.reshape(x.shape[0] // chunk, chunk, *x.shape[1:])
+  branches = [functools.partial(lambda d, xs: lax.map(functools.partial(features, d), xs), d)
+              for d in depths.depths[1:]]
+  out = lax.switch(depth_index - 1, branches, chunks).reshape(x.shape[0], depths.width)
+  return out[:num_train], out[num_train:].reshape(*test_chunks, depths.width)
+
+
+@functools.lru_cache(maxsize=None)
+def prefix_program(model, depths: Depths, chunk: int, num_train: int, test_chunks: tuple) -> Callable:
+  """``(variables, depth_index >= 1, x_train_then_test) -> (f_train, f_test)``: once per run."""
+  return jax.jit(functools.partial(_prefix, model=model, depths=depths, chunk=chunk,
+                                   num_train=num_train, test_chunks=test_chunks))
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+  return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
 _USED: dict[int, Callable] = {}  # every program handed out, to count its compilations
@@ -302,7 +388,8 @@ def _host(tree):
 
 
 def _pack_inputs(specs, family, store: ResultsStore, sources: dict, packed: bool):
-  """The stacked starting states of a pack and its batch orders (R, steps, batch)."""
+  """The stacked starting states of a pack, its batch orders (R, steps, batch) and the first
+  run's frozen-depth branch (:meth:`_Family.depth_index`; packs always take branch 0)."""
   model = family.model
   names = models.layer_names(model.num_layers)
   seeds = np.array([s.seed for s in specs], np.int32)
@@ -324,7 +411,7 @@ def _pack_inputs(specs, family, store: ResultsStore, sources: dict, packed: bool
   train = np.stack([p.train for p in plans]).astype(np.float32)
   states = _program(state_program, names, family.tx, packed)(variables, train, 1.0 - train, seeds)
   idx = np.stack([_batch_order(s, family.data.num_train) for s in specs])
-  return states, (idx if packed else idx[0])
+  return states, (idx if packed else idx[0]), family.depth_index(plans[0])
 
 
 def _run_sharding(num_runs: int) -> tuple[NamedSharding, NamedSharding] | None:
@@ -341,16 +428,61 @@ def _run_sharding(num_runs: int) -> tuple[NamedSharding, NamedSharding] | None:
 
 @dataclasses.dataclass
 class _Family:
-  """What the runs of one group share."""
+  """What the runs of one group share.
+
+  ``depths``: the frozen depths the programs branch on (only depth 0 for packs, models with
+  dropout, or features too big for ``MAX_FEATURE_BYTES``); ``features``: the last run's (train,
+  test) frozen-prefix outputs; ``inputs``: training then test inputs, the prefix program's input.
+  """
   model: Any
   tx: optax.GradientTransformation
   data: FamilyData
   num_classes: int
   input_shape: tuple
   hyper: dict
+  depths: Depths = Depths()
+  features: tuple | None = None
+  inputs: jax.Array | None = None
+
+  def depth_index(self, plan: transfer.Plan) -> int:
+    """The branch for a run: its number of leading frozen layers if the programs have one."""
+    frozen = int(np.argmax(plan.train > 0)) if np.any(plan.train > 0) else len(plan.train)
+    return self.depths.depths.index(frozen) if frozen in self.depths.depths else 0
+
+  def run_features(self, variables, depth_index: int) -> tuple:
+    """(train, test) outputs of a run's frozen prefix (``depth_index`` > 0), or for a run that
+    starts at the input the last ones computed (not read: every run passes the same shapes)."""
+    data = self.data
+    test_chunks = tuple(data.y_test.shape)
+    if depth_index:
+      if self.inputs is None:  # training rows then test rows, one program for both
+        self.inputs = jnp.concatenate([data.x_train, data.x_test.reshape(-1, *data.x_test.shape[2:])])
+      fn = _program(prefix_program, self.model, self.depths,
+                    _divisor_at_most(self.inputs.shape[0], 1024), data.x_train.shape[0], test_chunks)
+      self.features = fn(variables, np.int32(depth_index), self.inputs)
+    elif self.features is None:
+      self.features = (jnp.zeros((data.x_train.shape[0], self.depths.width)),
+                       jnp.zeros((*test_chunks, self.depths.width)))
+    return self.features
 
 
-def _train_pack(family: _Family, states, idx: np.ndarray, strategy: Strategy) -> list[tuple[list[dict], int | None, Any]]:
+MAX_FEATURE_BYTES = 1 << 30  # one family's cached frozen-prefix outputs (train + test) at most
+
+
+def family_depths(model, variables, input_shape: tuple, data: FamilyData, strategy: Strategy) -> Depths:
+  """A branch per frozen depth 0..L-1 for one-run-at-a-time strategies, if allowed (see _Family)."""
+  if strategy.pack or not models.frozen_prefix_cacheable(model):
+    return Depths()
+  shapes = models.feature_shapes(model, variables, input_shape)
+  width = max(math.prod(shape) for shape in shapes[1:])
+  rows = data.x_train.shape[0] + data.x_test.shape[0] * data.x_test.shape[1]
+  if rows * width * 4 > MAX_FEATURE_BYTES:
+    return Depths()
+  return Depths(tuple(range(len(shapes))), tuple(shapes), width)
+
+
+def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
+                strategy: Strategy) -> list[tuple[list[dict], int | None, Any]]:
   """Trains the runs of a pack side by side (or the one run of an unpacked strategy).
 
   Returns:
@@ -370,42 +502,52 @@ def _train_pack(family: _Family, states, idx: np.ndarray, strategy: Strategy) ->
     else:
       idx = jnp.asarray(idx)
     program = _program(segment_program, family.model, family.tx, True)
+    none = jnp.zeros((1, 1))
     metrics_per_point = []
     prev = 0
     for stop in schedule:
-      states, metrics = program(states, idx, data.x_train, data.y_train, data.x_test, data.y_test,
-                                data.valid, np.int32(prev), np.int32(stop))
+      states, metrics = program(states, np.int32(0), idx, data.x_train, none, data.y_train,
+                                data.x_test, none, data.y_test, data.valid, np.int32(prev),
+                                np.int32(stop))
       metrics_per_point.append(np.asarray(metrics))  # one host sync per evaluation, whole pack
       prev = stop
     host = _host(_variables(states))
     finals = [jax.tree.map(lambda a, i=i: a[i], host) for i in range(n)]
     return [_curve(schedule, [m[r] for m in metrics_per_point]) + (finals[r],) for r in range(n)]
   state, idx, points = states, jnp.asarray(idx), []
+  if len(family.depths.depths) > 1:
+    f_train, f_test = family.run_features(_variables(state), depth_index)
+  else:
+    f_train = f_test = jnp.zeros((1, 1))
+  branch = np.int32(depth_index)
   if strategy.device_loop:
-    program = _program(segment_program, family.model, family.tx, False)
+    program = _program(segment_program, family.model, family.tx, False, family.depths)
     prev = 0
     for stop in schedule:
-      state, metrics = program(state, idx, data.x_train, data.y_train, data.x_test, data.y_test,
-                               data.valid, np.int32(prev), np.int32(stop))
+      state, metrics = program(state, branch, idx, data.x_train, f_train, data.y_train,
+                               data.x_test, f_test, data.y_test, data.valid, np.int32(prev),
+                               np.int32(stop))
       points.append(np.asarray(metrics))
       prev = stop
   else:
-    step_fn = _program(step_program, family.model, family.tx)
-    eval_fn = _program(eval_program, family.model)
+    step_fn = _program(step_program, family.model, family.tx, family.depths)
+    program = _program(eval_program, family.model, family.depths)
+    eval_fn = lambda variables, *chunk: program(variables, branch, *chunk)
     loss, schedule_set = jnp.float32(jnp.nan), set(schedule)
     for t in range(hyper['steps'] + 1):
       if t in schedule_set:
-        points.append(_evaluate(eval_fn, state, data, loss))
+        points.append(_evaluate(eval_fn, state, data, f_test, loss))
       if t == hyper['steps']:
         break
-      state, loss = step_fn(state, idx, data.x_train, data.y_train, np.int32(t))
+      state, loss = step_fn(state, branch, idx, data.x_train, f_train, data.y_train, np.int32(t))
   return [_curve(schedule, points) + (_variables(state),)]
 
 
-def _evaluate(eval_fn, state, data: FamilyData, train_loss) -> np.ndarray:
+def _evaluate(eval_fn, state, data: FamilyData, f_test, train_loss) -> np.ndarray:
   """[accuracy, loss, train loss] on the whole test set, one host sync."""
   variables = _variables(state)
-  total = sum(eval_fn(variables, data.x_test[c], data.y_test[c], data.valid[c])
+  total = sum(eval_fn(variables, data.x_test[c], f_test[c] if f_test.ndim == 3 else f_test,
+                      data.y_test[c], data.valid[c])
               for c in range(data.x_test.shape[0]))
   loss_sum, correct = np.asarray(total)
   return np.array([correct / data.num_test, loss_sum / data.num_test, float(train_loss)])
@@ -543,7 +685,10 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
   hyper = spec0.hyper
   tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
                                hyper['lr_decay_every'], hyper['lr_decay_factor'])
-  family = _Family(model, tx, data, task.num_classes, tuple(task.input_shape), hyper)
+  input_shape = tuple(task.input_shape)
+  shapes_only = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), input_shape))
+  depths = family_depths(model, shapes_only, input_shape, data, strategy)
+  family = _Family(model, tx, data, task.num_classes, input_shape, hyper, depths)
   sources: dict = {}
   names = models.layer_names(model.num_layers)
   for start in range(0, len(group), size):
@@ -553,11 +698,12 @@ def _execute_group(group, target, store, data_dir, strategy: Strategy, size: int
         continue
       t0 = time.time()
       padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
-      states, idx = _pack_inputs(padded, family, store, sources, strategy.pack)
-      results = _train_pack(family, states, idx, strategy)
+      states, idx, depth_index = _pack_inputs(padded, family, store, sources, strategy.pack)
+      results = _train_pack(family, states, idx, depth_index, strategy)
       wall = (time.time() - t0) / len(chunk)
       for spec, (curve, diverged_at, variables) in zip(chunk, results):
-        record = _record(spec, curve, diverged_at, model, names, strategy, size, wall, t0)
+        record = _record(spec, curve, diverged_at, model, names, strategy, size, wall, t0,
+                         family.depths.depths[depth_index])
         if record['status'] == 'complete' and spec.condition == 'scratch':
           runs.save_weights(spec, store, variables, task)
         store.write_record(record)
@@ -571,12 +717,15 @@ def _claim(claims: contextlib.ExitStack, store: ResultsStore, spec: runs.RunSpec
   return claims.enter_context(store.claim(spec.run_id)) and store.start_attempt(spec.run_id)
 
 
-def _record(spec, curve, diverged_at, model, names, strategy, size, wall, started_at) -> dict:
-  """The run's record, in the per-run path's format (plus how it was executed); ``started_at``
-  and ``finished_at`` bound the training of its whole pack."""
+def _record(spec, curve, diverged_at, model, names, strategy, size, wall, started_at,
+            start_layer: int) -> dict:
+  """The run's record, in the per-run path's format (plus how it was executed: ``start_layer``
+  is the number of frozen layers computed once instead of every step); ``started_at`` and
+  ``finished_at`` bound the training of its whole pack."""
   record = runs.run_record(spec, started_at, finished_at=time.time(), num_layers=model.num_layers,
                           layer_names=list(names),
-                          execution={'strategy': strategy.name, 'pack_size': size})
+                          execution={'strategy': strategy.name, 'pack_size': size,
+                                     'frozen_prefix_computed_once': start_layer})
   if diverged_at is None:
     record.update(status='complete', curve=curve)
   else:

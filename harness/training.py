@@ -104,7 +104,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Module,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+               tx: optax.GradientTransformation, start: int = 0) -> tuple[TrainState, dict]:
   """One SGD step on a batch.
 
   Args:
@@ -112,6 +112,8 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
     x, y: the batch.
     model: the flax module (static).
     tx: the optimizer (static).
+    start: ``x`` is the output of ``layer{start}`` (static; 0 = the input): the first ``start``
+      layers must be frozen, they are neither run nor differentiated (``harness.packing``).
 
   Returns:
     The new state and ``{'loss': ...}``.
@@ -121,7 +123,7 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
   def loss_fn(params):
     logits, updated = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True, frozen=state.frozen,
-        mutable=['batch_stats'], rngs={'dropout': rng})
+        start=start, mutable=['batch_stats'], rngs={'dropout': rng})
     return cross_entropy(logits, y), updated.get('batch_stats', {})
 
   (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -52,6 +52,20 @@ def test_batch_norm_statistics_belong_to_their_layer():
   assert set(variables['batch_stats']) == {'layer1', 'layer2', 'layer3'}  # not the head
 
 
+def test_frozen_batch_norm_layers_are_the_same_function_in_training_and_evaluation():
+  """A frozen layer normalises with its copied running statistics, not this batch's (regression:
+  the statistics were read after the batch-statistics call had updated them)."""
+  model = models.build_model('resnet/tiny', 3)
+  variables = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  x = 3.0 + jax.random.normal(jax.random.key(1), (16, 8, 8, 1))  # far from the init statistics
+  frozen = jnp.ones(model.num_layers)
+  training, _ = model.apply(variables, x, train=True, frozen=frozen, mutable=['batch_stats'])
+  assert jnp.array_equal(training, model.apply(variables, x, train=False))
+  trained, _ = model.apply(variables, x, train=True, frozen=jnp.zeros(model.num_layers),
+                           mutable=['batch_stats'])
+  assert not jnp.allclose(trained, training)  # batch statistics when not frozen
+
+
 def test_unknown_model_and_option_are_user_errors():
   with pytest.raises(UserError, match="unknown model 'vgg'"):
     models.build_model('vgg', 10)
