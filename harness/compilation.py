@@ -27,12 +27,19 @@ _BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
 _CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
 
 
+def cache_root(switch: str) -> pathlib.Path | None:
+  """``$TRANSFERBENCH_CACHE_DIR`` (default ``~/.cache/transferbench``), or None when the
+  environment variable ``switch`` turns this cache off (0, false, no, off)."""
+  if os.environ.get(switch, '1').strip().lower() in ('0', 'false', 'no', 'off'):
+    return None
+  return pathlib.Path(os.environ.get('TRANSFERBENCH_CACHE_DIR') or
+                      pathlib.Path.home() / '.cache' / 'transferbench')
+
+
 def cache_dir() -> pathlib.Path | None:
   """The persistent cache directory, or None when it is turned off by the environment."""
-  if os.environ.get('TRANSFERBENCH_COMPILE_CACHE', '1').strip().lower() in ('0', 'false', 'no', 'off'):
-    return None
-  root = os.environ.get('TRANSFERBENCH_CACHE_DIR') or pathlib.Path.home() / '.cache' / 'transferbench'
-  return pathlib.Path(root) / 'jax'
+  root = cache_root('TRANSFERBENCH_COMPILE_CACHE')
+  return None if root is None else root / 'jax'
 
 
 def enable_persistent_cache() -> pathlib.Path | None:

@@ -84,6 +84,7 @@ AUTO: dict[tuple[str, str], str] = {
 }
 PACK_SIZE = {'cpu': 8, '*': 64}  # runs per pack when config.execution.pack_size is 0
 MAX_INDEX_BYTES = 256 << 20      # batch indices of a pack beyond this: fall back to per_run
+SOURCE_POLL_S = 0.05             # how often a worker looks whether another worker's source is done
 
 
 def choose_strategy(requested: str, backend: str, model_name: str) -> Strategy:
@@ -607,10 +608,10 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
   """Trains pending runs family by family, writing one record per run (as the per-run path).
 
   Runs without a source network (base nets, random features, transfers from a checkpoint) go
-  first; then the runs whose source run is complete. A run whose source is missing, failed or
-  still being trained by another worker is left in ``remaining`` (the per-run path waits for it
-  or records why), and so is a run longer than ``checkpoint_every`` steps (the per-run path
-  saves its progress). Each pack is trained while its runs' claims are held
+  first; then the runs whose source run is complete, and, as they complete, those whose source
+  another worker is training. A run whose source is missing or failed is left in ``remaining``
+  (the per-run path records why), and so is a run longer than ``checkpoint_every`` steps (the
+  per-run path saves its progress). Each pack is trained while its runs' claims are held
   (:meth:`ResultsStore.claim`): runs another worker holds, or has finished, are left out.
 
   Args:
@@ -638,10 +639,19 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     first = [s for s in specs_here if not s.source_run]
     later = [s for s in specs_here if s.source_run]
     for phase in (first, later):
-      ready = [s for s in phase if not s.source_run or store.status(s.source_run) == 'complete']
-      remaining += [s for s in phase if s not in ready]
-      remaining += _execute_phase(ready, store, data_dir, strategy, pack_size, backend, used,
-                                  families, on_record)
+      pending = list(phase)
+      while pending:
+        ready = [s for s in pending if not s.source_run or store.status(s.source_run) == 'complete']
+        if not ready:  # sources another worker is training: wait for them, then pack their runs
+          if not any(store.status(s.source_run) is None and store.is_claimed(s.source_run)
+                     for s in pending):
+            break
+          time.sleep(SOURCE_POLL_S)
+          continue
+        pending = [s for s in pending if s not in ready]
+        remaining += _execute_phase(ready, store, data_dir, strategy, pack_size, backend, used,
+                                    families, on_record)
+      remaining += pending
   order = {s.run_id: i for i, s in enumerate(specs)}
   remaining.sort(key=lambda s: order[s.run_id])
   return ExecutionReport(remaining=remaining, strategies=used, families=len(families),

@@ -217,7 +217,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''
   # Execution settings (not part of any run's spec: they never change a result).
   c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
-  c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0))  # harness/packing.py
+  # harness/packing.py (strategy, pack_size) and harness/runner.py (workers: processes of the
+  # local executor, each pinned to a CPU core)
+  c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0, workers=1))
   c.executor = 'local'  # or 'slurm': see harness/executors.py
   c.slurm = slurm_defaults()
   return c

@@ -178,6 +178,23 @@ def test_two_workers_on_one_results_directory_never_run_a_run_twice(data_dir, tm
   assert len(pids) == 2
 
 
+def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, tmp_path, uninterrupted):
+  """``--config.execution.workers=2``: this process and one pinned worker share the sweep;
+  transfers wait for a source the other one trains and are then packed as usual."""
+  results = tmp_path / 'two'
+  done = subprocess.run(_sweep_command(data_dir, results) + ['--config.execution.workers=2'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'in each of 2 worker processes' in done.stdout
+  num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
+                 for spec in sweeps.expand(_config(data_dir, 0)))
+  records = _check_same_results_once_each(results, uninterrupted(0), num_test)
+  pids = {a['pid'] for run_id in records for a in ResultsStore(results).attempts(run_id)}
+  assert len(pids) == 2
+  assert {r['execution']['strategy'] for r in records.values()} == {'fused'}  # none left to per_run
+  assert json.loads((results / 'execution.json').read_text())['workers'] == 2
+
+
 def test_unreadable_progress_checkpoint_is_set_aside_and_the_run_starts_over(data_dir, tmp_path, capsys):
   spec = _scratch_spec(data_dir, steps=16)
   expected = runs.train_and_evaluate(spec, ResultsStore(tmp_path / 'clean'), data_dir)

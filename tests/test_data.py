@@ -47,6 +47,24 @@ def test_read_through_tfds_data_source(data_dir):
   assert example['image'].shape == (8, 8, 1) and 0 <= example['label'] < 10
 
 
+def test_decoded_splits_are_kept_on_disk_and_a_bad_file_is_decoded_again(data_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv('TRANSFERBENCH_CACHE_DIR', str(tmp_path))
+  data.load_split.cache_clear()
+  x, y = data.load_split('digits', 'test', data_dir)
+  [cached] = (tmp_path / 'decoded').glob('digits-test-*.npz')
+  np.savez(cached, x=x, y=y + 1)  # the next process reads this file, not the TFDS records
+  data.load_split.cache_clear()
+  np.testing.assert_array_equal(data.load_split('digits', 'test', data_dir)[1], y + 1)
+  cached.write_bytes(b'truncated')
+  data.load_split.cache_clear()
+  x2, y2 = data.load_split('digits', 'test', data_dir)
+  np.testing.assert_array_equal(x2, x)
+  np.testing.assert_array_equal(y2, y)
+  with np.load(cached) as rewritten:
+    np.testing.assert_array_equal(rewritten['y'], y)
+  data.load_split.cache_clear()
+
+
 def test_second_load_reuses_the_build(data_dir, capsys):
   data.dataset_info('digits', data_dir)
   data._builder.cache_clear()
