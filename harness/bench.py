@@ -14,13 +14,12 @@ harness with an empty persistent compilation cache (a temporary directory; a use
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
 faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
 made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
-against the CPU's peak and prints ``RESULT speedup_vs_naive=... speedup_vs_pytorch=...
+against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s) and prints ``RESULT speedup_vs_naive=... speedup_vs_pytorch=...
 compiles=... runs=...``.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import pathlib
@@ -29,12 +28,13 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from harness import compilation, models, packing, runner, runs, sweeps, training, transfer
 
 
-def _config(args) -> 'ml_collections.ConfigDict':
+def _config(args) -> ml_collections.ConfigDict:
   config = sweeps.load_sweep('quickstart')
   overrides = [f'--config.seeds={args.seeds}', f'--config.train.steps={args.steps}',
                f'--config.model={args.model}']
@@ -178,6 +178,23 @@ def cpu_peak_flops() -> tuple[float, str]:
   return peak, f'{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle'
 
 
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+  """Best FLOP/s of an (n x n) @ (n x n) float32 matmul under XLA: the practical peak.
+
+  On the 2-core AMD EPYC this was built on it exceeds the nominal peak (the cores run above the
+  clock /proc/cpuinfo reports), so the bench reports against the larger of the two.
+  """
+  a = jnp.ones((n, n), jnp.float32)
+  fn = jax.jit(lambda a, b: a @ b)
+  fn(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best
+
+
 def cnn_step_flops(batch_size: int, steps: int = 30) -> tuple[float, float]:
   """(FLOPs per step from XLA's cost analysis, seconds per step) of cnn/small on 28x28x1."""
   model = models.build_model('cnn/small', 5)
@@ -232,7 +249,9 @@ def run_bench(args) -> int:
   else:
     print(f'PyTorch: {torch_s:.1f} s', flush=True)
   flops, step_s = cnn_step_flops(config.train.batch_size)
-  peak, formula = cpu_peak_flops()
+  nominal, formula = cpu_peak_flops()
+  matmul = matmul_flops()
+  peak = max(nominal, matmul)
   print()
   print(f"{'method':<34}{'seconds':>10}{'s/run':>10}{'speedup':>10}")
   rows = [('harness (transferbench run)', harness_s), ('naive per-run JAX', naive_s),
@@ -241,10 +260,12 @@ def run_bench(args) -> int:
     if secs is not None:
       print(f'{name:<34}{secs:>10.1f}{secs / len(specs):>10.3f}{secs / harness_s:>9.2f}x')
   achieved = flops / step_s
-  print(f'\nCNN train step (cnn/small, batch {config.train.batch_size}, 28x28x1): '
+  print(f'\nCPU peak: nominal {nominal / 1e9:.0f} GFLOP/s ({formula}); a 2048^3 float32 matmul '
+        f'reached {matmul / 1e9:.0f} GFLOP/s; peak = the larger, {peak / 1e9:.0f} GFLOP/s')
+  print(f'CNN train step (cnn/small, batch {config.train.batch_size}, 28x28x1): '
         f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), {step_s * 1e3:.2f} ms/step = '
         f'{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak '
-        f'{peak / 1e9:.0f} GFLOP/s ({formula})')
+        f'({100 * achieved / nominal:.1f}% of nominal)')
   compiles = ex['programs_compiled']
   torch_x = f'{torch_s / harness_s:.2f}' if torch_s is not None else 'n/a'
   print(f'RESULT speedup_vs_naive={naive_s / harness_s:.2f} speedup_vs_pytorch={torch_x} '
