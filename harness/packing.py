@@ -199,10 +199,16 @@ class Depths:
   (:func:`prefix_program`) and trains on; branch i of every program starts at ``layer{depths[i]}``
   (``depths[0] == 0``: the input). ``shapes[i]`` is that layer's per-example output shape, stored
   flat and zero-padded to ``width`` columns in one features buffer per family.
+
+  ``switch``: the branches are a ``lax.switch`` inside one program (the ``fused`` strategy), or
+  each depth used compiles its own program (``sequential``, conv nets on CPU): XLA's CPU backend
+  runs convolutions inside a conditional ~12x slower (a cnn/small train step: 82 ms plain, 968 ms
+  as a branch of a two-way ``lax.switch``), as inside loops (jax-ml/jax#12868).
   """
   depths: tuple[int, ...] = (0,)
   shapes: tuple[tuple[int, ...], ...] = ((),)
   width: int = 1
+  switch: bool = True  # one program with a lax.switch over depths, else one program per depth
 
   def rows(self, features: jax.Array, depth_index: int) -> jax.Array:
     """Rows of a flat features buffer as branch ``depth_index``'s layer outputs."""
@@ -255,6 +261,14 @@ def segment_program(model, tx, packed: bool, depths: Depths = Depths()) -> Calla
   return jax.jit(fn, donate_argnums=0)
 
 
+def _branch(depths: Depths, depth_index, branches: list[Callable], operand):
+  """Branch ``depth_index`` of ``branches``: chosen when tracing if ``depth_index`` is static (a
+  Python int: one program per depth), else by a ``lax.switch`` in the program."""
+  if isinstance(depth_index, int) or len(branches) == 1:
+    return branches[depth_index if isinstance(depth_index, int) else 0](operand)
+  return lax.switch(depth_index, branches, operand)
+
+
 def _indexed_step(state, depth_index, idx, x_train, f_train, y_train, t, *, model, tx,
                   depths: Depths):
   batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
@@ -264,29 +278,30 @@ def _indexed_step(state, depth_index, idx, x_train, f_train, y_train, t, *, mode
     state, metrics = training.train_step(state, rows, y_train[batch], model=model, tx=tx, start=d)
     return state, metrics['loss']
 
-  branches = [functools.partial(step, i, d) for i, d in enumerate(depths.depths)]
-  return branches[0](state) if len(branches) == 1 else lax.switch(depth_index, branches, state)
+  return _branch(depths, depth_index,
+                 [functools.partial(step, i, d) for i, d in enumerate(depths.depths)], state)
 
 
 @functools.lru_cache(maxsize=None)
 def step_program(model, tx, depths: Depths = Depths()) -> Callable:
   """``(state, depth_index, idx, x_train, f_train, y_train, t) -> (state, loss)``: step t of one
-  run, on device data."""
+  run, on device data (``depth_index`` static unless ``depths.switch``)."""
   return jax.jit(functools.partial(_indexed_step, model=model, tx=tx, depths=depths),
-                 donate_argnums=0)
+                 donate_argnums=0, static_argnums=() if depths.switch else (1,))
 
 
 def _eval_from(variables, depth_index, x, f, y, valid, *, model, depths: Depths):
   branches = [functools.partial(
       lambda i, d, v: _eval_chunk(model, v, x if d == 0 else depths.rows(f, i), y, valid, start=d),
       i, d) for i, d in enumerate(depths.depths)]
-  return branches[0](variables) if len(branches) == 1 else lax.switch(depth_index, branches, variables)
+  return _branch(depths, depth_index, branches, variables)
 
 
 @functools.lru_cache(maxsize=None)
 def eval_program(model, depths: Depths = Depths()) -> Callable:
   """``(variables, depth_index, x, f, y, valid) -> [loss sum, correct]`` of one test chunk."""
-  return jax.jit(functools.partial(_eval_from, model=model, depths=depths))
+  return jax.jit(functools.partial(_eval_from, model=model, depths=depths),
+                 static_argnums=() if depths.switch else (1,))
 
 
 def _prefix(variables, depth_index, x, *, model, depths: Depths, chunk: int, num_train: int,
@@ -306,6 +321,8 @@ def _prefix(variables, depth_index, x, *, model, depths: Depths, chunk: int, num
     out = model.apply(variables, rows, train=False, stop=d).reshape(rows.shape[0], -1)
     return jnp.pad(out, ((0, 0), (0, depths.width - out.shape[1])))
 
+  if isinstance(depth_index, int):  # one program per depth: a chunk, called in a Python loop
+    return features(depths.depths[depth_index], x)
   chunks = x.reshape(x.shape[0] // chunk, chunk, *x.shape[1:])
   branches = [functools.partial(lambda d, xs: lax.map(functools.partial(features, d), xs), d)
               for d in depths.depths[1:]]
@@ -315,9 +332,13 @@ def _prefix(variables, depth_index, x, *, model, depths: Depths, chunk: int, num
 
 @functools.lru_cache(maxsize=None)
 def prefix_program(model, depths: Depths, chunk: int, num_train: int, test_chunks: tuple) -> Callable:
-  """``(variables, depth_index >= 1, x_train_then_test) -> (f_train, f_test)``: once per run."""
+  """``(variables, depth_index >= 1, x_train_then_test) -> (f_train, f_test)``: once per run.
+
+  Without ``depths.switch``, ``depth_index`` is static and the program maps one chunk of rows
+  to its features (the caller loops over chunks: no convolutions inside ``lax.map``)."""
   return jax.jit(functools.partial(_prefix, model=model, depths=depths, chunk=chunk,
-                                   num_train=num_train, test_chunks=test_chunks))
+                                   num_train=num_train, test_chunks=test_chunks),
+                 static_argnums=() if depths.switch else (1,))
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
@@ -458,9 +479,16 @@ class _Family:
     if depth_index:
       if self.inputs is None:  # training rows then test rows, one program for both
         self.inputs = jnp.concatenate([data.x_train, data.x_test.reshape(-1, *data.x_test.shape[2:])])
-      fn = _program(prefix_program, self.model, self.depths,
-                    _divisor_at_most(self.inputs.shape[0], 1024), data.x_train.shape[0], test_chunks)
-      self.features = fn(variables, np.int32(depth_index), self.inputs)
+      chunk = _divisor_at_most(self.inputs.shape[0], 1024)
+      fn = _program(prefix_program, self.model, self.depths, chunk, data.x_train.shape[0],
+                    test_chunks)
+      if self.depths.switch:
+        self.features = fn(variables, np.int32(depth_index), self.inputs)
+      else:
+        rows = jnp.concatenate([fn(variables, depth_index, self.inputs[i:i + chunk])
+                                for i in range(0, self.inputs.shape[0], chunk)])
+        num_train = data.x_train.shape[0]
+        self.features = (rows[:num_train], rows[num_train:].reshape(*test_chunks, -1))
     elif self.features is None:
       self.features = (jnp.zeros((data.x_train.shape[0], self.depths.width)),
                        jnp.zeros((*test_chunks, self.depths.width)))
@@ -479,7 +507,7 @@ def family_depths(model, variables, input_shape: tuple, data: FamilyData, strate
   rows = data.x_train.shape[0] + data.x_test.shape[0] * data.x_test.shape[1]
   if rows * width * 4 > MAX_FEATURE_BYTES:
     return Depths()
-  return Depths(tuple(range(len(shapes))), tuple(shapes), width)
+  return Depths(tuple(range(len(shapes))), tuple(shapes), width, switch=strategy.device_loop)
 
 
 def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
@@ -520,7 +548,7 @@ def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
     f_train, f_test = family.run_features(_variables(state), depth_index)
   else:
     f_train = f_test = jnp.zeros((1, 1))
-  branch = np.int32(depth_index)
+  branch = np.int32(depth_index) if family.depths.switch else depth_index
   if strategy.device_loop:
     program = _program(segment_program, family.model, family.tx, False, family.depths)
     prev = 0
