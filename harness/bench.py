@@ -14,8 +14,8 @@ harness with an empty persistent compilation cache (a temporary directory; a use
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
 faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
 made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
-against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s) and prints ``RESULT speedup_vs_naive=... speedup_vs_pytorch=...
-compiles=... runs=...``.
+against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s) and prints
+``RESULT speedup_vs_naive=... speedup_vs_pytorch=... compiles=... runs=...``.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def feature_shapes(model: nn.Module, variables: dict, input_shape: Sequence[int]
   """Per-example shape of the input (index 0) and of each transferable layer's output (1..L-1)."""
   x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
   outputs = jax.eval_shape(functools.partial(layer_outputs, model), variables, x)
-  return [tuple(input_shape)] + [tuple(outputs[n].shape[1:]) for n in layer_names(model.num_layers)[:-1]]
+  names = layer_names(model.num_layers)[:-1]
+  return [tuple(input_shape)] + [tuple(outputs[n].shape[1:]) for n in names]
 
 
 def _frozen_at(frozen: jax.Array | None, index: int) -> jax.Array:
@@ -178,7 +179,8 @@ def _tiled_max_pool_bwd(window, residuals, g):
   is_max = tiles == y[:, :, None, :, None, :]
   share = g / jnp.sum(is_max, axis=(2, 4))
   grad = jnp.where(is_max, share[:, :, None, :, None, :], 0.0).reshape(b, h * window, w * window, c)
-  return (jnp.pad(grad, ((0, 0), (0, x.shape[1] - h * window), (0, x.shape[2] - w * window), (0, 0))),)
+  dropped = ((0, 0), (0, x.shape[1] - h * window), (0, x.shape[2] - w * window), (0, 0))
+  return (jnp.pad(grad, dropped),)
 
 
 _tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)

@@ -7,6 +7,10 @@ run's batch indices), so one compilation serves every condition, n and seed of a
 runs with the same model, optimizer, budget and data shapes. Training sets are padded to a
 bucketed length (the padding rows are never drawn), so the two tasks of a pair share a family.
 
+A run whose first n layers are frozen computes their outputs on its training and test sets once
+(:func:`prefix_program`) and trains and evaluates only the layers after them (:class:`Depths`:
+a ``lax.switch`` branch per n in the program for MLPs, a program per n for conv nets on CPU).
+
 Strategies (:data:`STRATEGIES`; chosen per backend and architecture by :func:`choose_strategy`,
 ``config.execution.strategy`` overrides):
 
@@ -216,6 +220,14 @@ class Depths:
     return features[..., :math.prod(shape)].reshape(*features.shape[:-1], *shape)
 
 
+def _branch(depths: Depths, depth_index, branches: list[Callable], operand):
+  """Branch ``depth_index`` of ``branches``: chosen when tracing if ``depth_index`` is static (a
+  Python int: one program per depth), else by a ``lax.switch`` in the program."""
+  if isinstance(depth_index, int) or len(branches) == 1:
+    return branches[depth_index if isinstance(depth_index, int) else 0](operand)
+  return lax.switch(depth_index, branches, operand)
+
+
 def _segment(state, depth_index, idx, x_train, f_train, y_train, x_test, f_test, y_test, valid,
              start, stop, *, model, tx, depths: Depths):
   """Trains one run from step ``start`` to ``stop``, then evaluates it on the whole test set.
@@ -247,8 +259,8 @@ def _segment(state, depth_index, idx, x_train, f_train, y_train, x_test, f_test,
     n = jnp.sum(valid).astype(jnp.float32)
     return state, jnp.stack([correct / n, loss_sum / n, last_loss])
 
-  branches = [functools.partial(segment, i, d) for i, d in enumerate(depths.depths)]
-  return branches[0](state) if len(branches) == 1 else lax.switch(depth_index, branches, state)
+  return _branch(depths, depth_index,
+                 [functools.partial(segment, i, d) for i, d in enumerate(depths.depths)], state)
 
 
 @functools.lru_cache(maxsize=None)
@@ -259,14 +271,6 @@ def segment_program(model, tx, packed: bool, depths: Depths = Depths()) -> Calla
   if packed:
     fn = jax.vmap(fn, in_axes=(0, None, 0) + (None,) * 9)
   return jax.jit(fn, donate_argnums=0)
-
-
-def _branch(depths: Depths, depth_index, branches: list[Callable], operand):
-  """Branch ``depth_index`` of ``branches``: chosen when tracing if ``depth_index`` is static (a
-  Python int: one program per depth), else by a ``lax.switch`` in the program."""
-  if isinstance(depth_index, int) or len(branches) == 1:
-    return branches[depth_index if isinstance(depth_index, int) else 0](operand)
-  return lax.switch(depth_index, branches, operand)
 
 
 def _indexed_step(state, depth_index, idx, x_train, f_train, y_train, t, *, model, tx,
@@ -331,7 +335,8 @@ def _prefix(variables, depth_index, x, *, model, depths: Depths, chunk: int, num
 
 
 @functools.lru_cache(maxsize=None)
-def prefix_program(model, depths: Depths, chunk: int, num_train: int, test_chunks: tuple) -> Callable:
+def prefix_program(model, depths: Depths, chunk: int, num_train: int,
+                   test_chunks: tuple) -> Callable:
   """``(variables, depth_index >= 1, x_train_then_test) -> (f_train, f_test)``: once per run.
 
   Without ``depths.switch``, ``depth_index`` is static and the program maps one chunk of rows
@@ -478,7 +483,8 @@ class _Family:
     test_chunks = tuple(data.y_test.shape)
     if depth_index:
       if self.inputs is None:  # training rows then test rows, one program for both
-        self.inputs = jnp.concatenate([data.x_train, data.x_test.reshape(-1, *data.x_test.shape[2:])])
+        x_test = data.x_test.reshape(-1, *data.x_test.shape[2:])
+        self.inputs = jnp.concatenate([data.x_train, x_test])
       chunk = _divisor_at_most(self.inputs.shape[0], 1024)
       fn = _program(prefix_program, self.model, self.depths, chunk, data.x_train.shape[0],
                     test_chunks)
@@ -498,7 +504,8 @@ class _Family:
 MAX_FEATURE_BYTES = 1 << 30  # one family's cached frozen-prefix outputs (train + test) at most
 
 
-def family_depths(model, variables, input_shape: tuple, data: FamilyData, strategy: Strategy) -> Depths:
+def family_depths(model, variables, input_shape: tuple, data: FamilyData,
+                  strategy: Strategy) -> Depths:
   """A branch per frozen depth 0..L-1 for one-run-at-a-time strategies, if allowed (see _Family)."""
   if strategy.pack or not models.frozen_prefix_cacheable(model):
     return Depths()
@@ -575,6 +582,7 @@ def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
 def _evaluate(eval_fn, state, data: FamilyData, f_test, train_loss) -> np.ndarray:
   """[accuracy, loss, train loss] on the whole test set, one host sync."""
   variables = _variables(state)
+  # f_test is (chunks, chunk, width), or (1, 1) and unused when no depth is computed once
   total = sum(eval_fn(variables, data.x_test[c], f_test[c] if f_test.ndim == 3 else f_test,
                       data.y_test[c], data.valid[c])
               for c in range(data.x_test.shape[0]))

@@ -197,7 +197,9 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
 
 
 def _cores() -> list[int]:
-  return sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else list(range(os.cpu_count() or 1))
+  if hasattr(os, 'sched_getaffinity'):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
 
 
 def local_workers(config: ml_collections.ConfigDict) -> int:

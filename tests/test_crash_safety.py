@@ -178,7 +178,8 @@ def test_two_workers_on_one_results_directory_never_run_a_run_twice(data_dir, tm
   assert len(pids) == 2
 
 
-def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, tmp_path, uninterrupted):
+def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, tmp_path,
+                                                                     uninterrupted):
   """``--config.execution.workers=2``: this process and one pinned worker share the sweep;
   transfers wait for a source the other one trains and are then packed as usual."""
   results = tmp_path / 'two'

@@ -47,7 +47,8 @@ def test_read_through_tfds_data_source(data_dir):
   assert example['image'].shape == (8, 8, 1) and 0 <= example['label'] < 10
 
 
-def test_decoded_splits_are_kept_on_disk_and_a_bad_file_is_decoded_again(data_dir, tmp_path, monkeypatch):
+def test_decoded_splits_are_kept_on_disk_and_a_bad_file_is_decoded_again(data_dir, tmp_path,
+                                                                         monkeypatch):
   monkeypatch.setenv('TRANSFERBENCH_CACHE_DIR', str(tmp_path))
   data.load_split.cache_clear()
   x, y = data.load_split('digits', 'test', data_dir)

@@ -75,7 +75,7 @@ def test_frozen_prefix_outputs_computed_once_give_the_per_run_curves(model, data
   for strategy in ('per_run', 'sequential'):
     config = tiny_config(data_dir, seeds=1, model=model, n_layers=(1, 2))
     config.model_kwargs = {}
-    config.train.lr = 0.02  # at 0.1 batch norm on 32 examples amplifies float rounding ~1e3x in 4 steps
+    config.train.lr = 0.02  # at 0.1, batch norm on 32 examples amplified rounding 1e3x in 4 steps
     config.execution.strategy = strategy
     report = runner.run_sweep(config, tmp_path / strategy, progress=False)
     assert report.failed == []
