@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
   ex = report.execution
   if ex.get('families'):
-    workers = f" in each of {ex['workers']} worker processes" if ex.get('workers', 1) > 1 else ''
+    workers = f" over {ex['workers']} worker processes" if ex.get('workers', 1) > 1 else ''
     print(f"Execution: {', '.join(sorted(set(ex['strategies'].values())))}; {ex['families']} "
           f"program family(ies), {ex['programs_compiled']} programs compiled{workers} "
           f"({ex['cache_hits']} from the persistent cache); see {results}/execution.json")

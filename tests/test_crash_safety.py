@@ -186,7 +186,7 @@ def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, t
   done = subprocess.run(_sweep_command(data_dir, results) + ['--config.execution.workers=2'],
                         cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert 'in each of 2 worker processes' in done.stdout
+  assert 'programs compiled over 2 worker processes' in done.stdout
   num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
                  for spec in sweeps.expand(_config(data_dir, 0)))
   records = _check_same_results_once_each(results, uninterrupted(0), num_test)
