@@ -478,8 +478,11 @@ class _Family:
 
   def run_features(self, variables, depth_index: int) -> tuple:
     """(train, test) outputs of a run's frozen prefix (``depth_index`` > 0), or for a run that
-    starts at the input the last ones computed (not read: every run passes the same shapes)."""
+    starts at the input the last ones computed (not read: every run passes the same shapes);
+    placeholders when the programs have no frozen depth (:func:`_unused_features`)."""
     data = self.data
+    if len(self.depths.depths) == 1:
+      return _unused_features(data)
     test_chunks = tuple(data.y_test.shape)
     if depth_index:
       if self.inputs is None:  # training rows then test rows, one program for both
@@ -499,6 +502,12 @@ class _Family:
       self.features = (jnp.zeros((data.x_train.shape[0], self.depths.width)),
                        jnp.zeros((*test_chunks, self.depths.width)))
     return self.features
+
+
+def _unused_features(data: FamilyData) -> tuple:
+  """(train, test) frozen-prefix outputs for programs that never read them: one column, as
+  many test chunks as the test set (the per-chunk evaluation indexes them)."""
+  return jnp.zeros((1, 1)), jnp.zeros((data.x_test.shape[0], 1, 1))
 
 
 MAX_FEATURE_BYTES = 1 << 30  # one family's cached frozen-prefix outputs (train + test) at most
@@ -538,12 +547,12 @@ def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
     else:
       idx = jnp.asarray(idx)
     program = _program(segment_program, family.model, family.tx, True)
-    none = jnp.zeros((1, 1))
+    f_train, f_test = _unused_features(data)
     metrics_per_point = []
     prev = 0
     for stop in schedule:
-      states, metrics = program(states, np.int32(0), idx, data.x_train, none, data.y_train,
-                                data.x_test, none, data.y_test, data.valid, np.int32(prev),
+      states, metrics = program(states, np.int32(0), idx, data.x_train, f_train, data.y_train,
+                                data.x_test, f_test, data.y_test, data.valid, np.int32(prev),
                                 np.int32(stop))
       metrics_per_point.append(np.asarray(metrics))  # one host sync per evaluation, whole pack
       prev = stop
@@ -551,10 +560,7 @@ def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
     finals = [jax.tree.map(lambda a, i=i: a[i], host) for i in range(n)]
     return [_curve(schedule, [m[r] for m in metrics_per_point]) + (finals[r],) for r in range(n)]
   state, idx, points = states, jnp.asarray(idx), []
-  if len(family.depths.depths) > 1:
-    f_train, f_test = family.run_features(_variables(state), depth_index)
-  else:
-    f_train = f_test = jnp.zeros((1, 1))
+  f_train, f_test = family.run_features(_variables(state), depth_index)
   branch = np.int32(depth_index) if family.depths.switch else depth_index
   if strategy.device_loop:
     program = _program(segment_program, family.model, family.tx, False, family.depths)
@@ -582,8 +588,7 @@ def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int,
 def _evaluate(eval_fn, state, data: FamilyData, f_test, train_loss) -> np.ndarray:
   """[accuracy, loss, train loss] on the whole test set, one host sync."""
   variables = _variables(state)
-  # f_test is (chunks, chunk, width), or (1, 1) and unused when no depth is computed once
-  total = sum(eval_fn(variables, data.x_test[c], f_test[c] if f_test.ndim == 3 else f_test,
+  total = sum(eval_fn(variables, data.x_test[c], f_test[c],
                       data.y_test[c], data.valid[c])
               for c in range(data.x_test.shape[0]))
   loss_sum, correct = np.asarray(total)

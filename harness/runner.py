@@ -258,7 +258,6 @@ def _run_with_workers(config, specs, store: ResultsStore, todo: list, workers: i
              for i, path in zip(range(1, workers), report_paths)]
     thread = threading.Thread(target=show_progress, daemon=True)
     thread.start()
-    affinity = _cores()
     try:
       if hasattr(os, 'sched_setaffinity'):
         os.sched_setaffinity(0, {cores[0]})
@@ -267,7 +266,7 @@ def _run_with_workers(config, specs, store: ResultsStore, todo: list, workers: i
         proc.wait()
     finally:
       if hasattr(os, 'sched_setaffinity'):
-        os.sched_setaffinity(0, affinity)
+        os.sched_setaffinity(0, cores)
       for proc in procs:  # interrupted (Ctrl-C): the workers stop too; their claims die with them
         if proc.poll() is None:
           proc.terminate()
