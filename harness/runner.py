@@ -87,7 +87,7 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
 
 def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
             checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
-            progress: bool = True, desc: str = 'sweep') -> SweepReport:
+            concurrency: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
 
   Called in-process by the local executor and by every task of a SLURM job array on its share of
@@ -100,7 +100,8 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     store: the results directory (shared by all workers).
     data_dir: TFDS data directory (None: the default).
     checkpoint_every: progress-checkpoint interval in steps (0: none).
-    strategy, pack_size: how to train families of runs (``config.execution``, harness.packing).
+    strategy, pack_size, concurrency: how to train families of runs (``config.execution``:
+      strategy, pack_size, concurrent_runs; see harness.packing).
     progress: show a progress bar over runs, with an ETA.
     desc: the progress bar's label.
 
@@ -130,7 +131,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
   # sources not complete yet) runs one by one; both paths train a run only under its claim.
   compilation.enable_persistent_cache()
   fast = packing.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
-                         checkpoint_every=checkpoint_every, on_record=done)
+                         concurrency=concurrency, checkpoint_every=checkpoint_every, on_record=done)
   atomic_write_json(store.root / 'execution.json', fast.to_dict())
   for spec in fast.remaining:
     bar.set_postfix_str(spec.describe())
@@ -287,6 +288,8 @@ def _merge_executions(executions: list[dict], workers: int, seconds: float) -> d
     for key in ('remaining', 'programs_compiled', 'xla_compiles', 'cache_hits'):
       merged[key] = merged.get(key, 0) + execution.get(key, 0)
     merged['families'] = max(merged.get('families', 0), execution.get('families', 0))
+    merged['concurrent_runs'] = max(merged.get('concurrent_runs', 1),
+                                    execution.get('concurrent_runs', 1))
   return merged
 
 
@@ -294,7 +297,8 @@ def execution_settings(config: ml_collections.ConfigDict) -> dict:
   """The keyword arguments of :func:`execute` that a sweep config sets."""
   execution = config.get('execution') or {}
   return dict(checkpoint_every=config.get('checkpoint_every', 0),
-              strategy=execution.get('strategy', 'auto'), pack_size=execution.get('pack_size', 0))
+              strategy=execution.get('strategy', 'auto'), pack_size=execution.get('pack_size', 0),
+              concurrency=execution.get('concurrent_runs', 0))
 
 
 def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:

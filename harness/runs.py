@@ -31,6 +31,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from typing import Any, Callable
@@ -99,6 +100,11 @@ class RunSpec:
 # ----------------------------------------------------------------------------------------------
 # Checkpoints: RUN/checkpoint/state (orbax) + RUN/checkpoint/meta.json (architecture, task).
 
+# Orbax saves of two runs at once from threads of one process collide (both threads created the
+# same '.orbax-checkpoint-tmp' directory): one checkpoint save or restore at a time.
+_ORBAX_LOCK = threading.Lock()
+
+
 def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
   """Saves final weights with orbax, plus the metadata needed to reuse them as a source."""
   import orbax.checkpoint as ocp  # Imported lazily: slow to import, only needed here.
@@ -106,9 +112,10 @@ def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
   state_dir = path / 'state'
   if state_dir.exists():  # A crashed earlier attempt: orbax refuses to overwrite.
     shutil.rmtree(state_dir)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(state_dir, {'params': variables['params'], 'batch_stats': variables['batch_stats']})
-  checkpointer.wait_until_finished()
+  with _ORBAX_LOCK:
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(state_dir, {'params': variables['params'], 'batch_stats': variables['batch_stats']})
+    checkpointer.wait_until_finished()
   atomic_write_json(path / 'meta.json', meta)
 
 
@@ -130,7 +137,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
   import orbax.checkpoint as ocp
   meta = load_checkpoint_meta(path)
   path = pathlib.Path(path).absolute()
-  restored = ocp.StandardCheckpointer().restore(path / 'state')
+  with _ORBAX_LOCK:
+    restored = ocp.StandardCheckpointer().restore(path / 'state')
   return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, meta
 
 

@@ -87,6 +87,41 @@ def test_frozen_prefix_outputs_computed_once_give_the_per_run_curves(model, data
   _assert_same_curves(curves['per_run'], curves['sequential'], num_test)
 
 
+def test_concurrent_runs_give_the_same_records_and_reuse_frozen_outputs(per_run, data_dir, tmp_path):
+  """Runs trained two at a time in threads give the records of one at a time, each run trained
+  once; the n = 2 run of a source continues from the n = 1 run's frozen-layer outputs."""
+  config, reference = per_run
+  specs = sweeps.expand(config)
+  curves = {}
+  for threads in (1, 2):
+    config = tiny_config(data_dir)
+    config.execution.strategy = 'fused'
+    config.execution.concurrent_runs = threads
+    report = runner.run_sweep(config, tmp_path / str(threads), progress=False)
+    assert report.failed == [] and report.execution['concurrent_runs'] == threads
+    store = ResultsStore(tmp_path / str(threads))
+    curves[threads] = _curves(store, specs)
+    for spec in specs:
+      assert [a['event'] for a in store.attempts(spec.run_id)] == ['start', 'end'], spec.run_id
+      assert store.read_record(spec.run_id)['execution']['concurrent_runs'] == threads
+    if threads == 1:  # in sweep order: n = 1 then n = 2 of each source
+      for spec in specs:
+        frozen = 0 if spec.fine_tuned or spec.condition == 'scratch' else spec.n_layers
+        reused = store.read_record(spec.run_id)['execution']['frozen_prefix_reused']
+        assert reused == max(0, frozen - 1), (spec.describe(), reused)
+  assert curves[1] == curves[2]  # the same programs on the same inputs: equal to the bit
+  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  _assert_same_curves(_curves(reference, specs), curves[2], num_test)
+
+
+def test_prefix_keys_identify_equal_leading_layers():
+  a = {'params': {f'layer{i}': {'kernel': np.full((2, 2), i, np.float32)} for i in (1, 2, 3)}}
+  b = {'params': dict(a['params'], layer2={'kernel': np.zeros((2, 2), np.float32)})}
+  names = ('layer1', 'layer2', 'layer3', 'head')
+  ka, kb = packing.prefix_keys(a, names), packing.prefix_keys(b, names)
+  assert len(ka) == 3 and ka[0] == kb[0] and ka[1] != kb[1] and ka[2] != kb[2]
+
+
 def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   """Every condition, n, seed and both tasks of the pair (padded to one shape) share programs."""
   config = tiny_config(data_dir)
