@@ -1,6 +1,7 @@
 """``transferbench bench``: one small layer-transfer sweep, three ways, side by side.
 
-1. the harness as users run it (``runner.run_sweep``: packed programs, one per family);
+1. the harness as users run it (``runner.run_sweep``: one program family, on CPU one run per core
+   trained at once in threads, frozen layers' outputs computed once);
 2. a naive per-run JAX loop: a fresh ``jax.jit`` per run, host-side batches, a Python loop, the
    per-batch evaluation with a host sync per batch, no packing;
 3. an equivalent plain PyTorch loop (CPU build; optional: ``pip install 'transferbench[bench]'``):
@@ -14,7 +15,9 @@ harness with an empty persistent compilation cache (a temporary directory; a use
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
 faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
 made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
-against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s) and prints
+against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s), for one run
+alone and for as many runs at once as the harness trains (XLA's CPU convolutions use one core
+each), and prints
 ``RESULT speedup_vs_naive=... speedup_vs_pytorch=... compiles=... runs=...``.
 """
 
@@ -24,6 +27,7 @@ import functools
 import os
 import pathlib
 import tempfile
+import threading
 import time
 
 import jax
@@ -195,26 +199,38 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n ** 3 / best
 
 
-def cnn_step_flops(batch_size: int, steps: int = 30) -> tuple[float, float]:
-  """(FLOPs per step from XLA's cost analysis, seconds per step) of cnn/small on 28x28x1."""
+def cnn_step_flops(batch_size: int, steps: int = 30, runs_at_once: int = 1) -> tuple[float, float]:
+  """(FLOPs per step from XLA's cost analysis, seconds per step) of cnn/small on 28x28x1.
+
+  With ``runs_at_once`` > 1, that many runs' step loops go in threads side by side, as the
+  harness trains conv nets on CPU (:func:`harness.packing.concurrent_runs`); the seconds are then
+  per step of all of them together (FLOPs per step x runs_at_once in that time).
+  """
   model = models.build_model('cnn/small', 5)
   names = models.layer_names(model.num_layers)
   plan = transfer.make_plan('scratch', 0, False, model.num_layers)
   tx = training.make_optimizer(0.01, 0.9, 5e-4)
   variables = models.init_variables(model, jax.random.key(0), (28, 28, 1))
-  state = training.create_state(variables, plan, names, tx, jax.random.key(1))
+  new_state = lambda: training.create_state(variables, plan, names, tx, jax.random.key(1))
   x = jax.random.normal(jax.random.key(2), (batch_size, 28, 28, 1))
   y = jnp.zeros((batch_size,), jnp.int32)
   fn = jax.jit(functools.partial(training.train_step, model=model, tx=tx), donate_argnums=0)
-  cost = fn.lower(state, x, y).compile().cost_analysis()
+  cost = fn.lower(new_state(), x, y).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  for _ in range(3):
-    state, m = fn(state, x, y)
-  jax.block_until_ready(m)
+
+  def loop(count: int) -> None:
+    state = new_state()
+    for _ in range(count):
+      state, m = fn(state, x, y)
+    jax.block_until_ready(m)
+
+  loop(3)
+  threads = [threading.Thread(target=loop, args=(steps,)) for _ in range(runs_at_once)]
   start = time.perf_counter()
-  for _ in range(steps):
-    state, m = fn(state, x, y)
-  jax.block_until_ready(m)
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
   return float(cost['flops']), (time.perf_counter() - start) / steps
 
 
@@ -238,7 +254,8 @@ def run_bench(args) -> int:
     harness_s = time.time() - start
   ex = report.execution
   print(f'harness: {harness_s:.1f} s cold ({ex["strategies"]}; {ex["families"]} family, '
-        f'{ex["programs_compiled"]} programs compiled)', flush=True)
+        f'{ex["programs_compiled"]} programs compiled, {ex["concurrent_runs"]} runs at once)',
+        flush=True)
   with compilation.persistent_cache_off(), compilation.CompileCounter() as naive_compiles:
     naive_s = naive_jax(specs, data_dir)  # JAX's default: no disk cache
   print(f'naive JAX: {naive_s:.1f} s ({naive_compiles.xla} XLA compilations, '
@@ -249,6 +266,9 @@ def run_bench(args) -> int:
   else:
     print(f'PyTorch: {torch_s:.1f} s', flush=True)
   flops, step_s = cnn_step_flops(config.train.batch_size)
+  at_once = packing.concurrent_runs(0, jax.default_backend(), packing.choose_strategy(
+      'auto', jax.default_backend(), 'cnn/small'))
+  flops_n, round_s = cnn_step_flops(config.train.batch_size, runs_at_once=at_once)
   nominal, formula = cpu_peak_flops()
   matmul = matmul_flops()
   peak = max(nominal, matmul)
@@ -263,9 +283,14 @@ def run_bench(args) -> int:
   print(f'\nCPU peak: nominal {nominal / 1e9:.0f} GFLOP/s ({formula}); a 2048^3 float32 matmul '
         f'reached {matmul / 1e9:.0f} GFLOP/s; peak = the larger, {peak / 1e9:.0f} GFLOP/s')
   print(f'CNN train step (cnn/small, batch {config.train.batch_size}, 28x28x1): '
-        f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), {step_s * 1e3:.2f} ms/step = '
-        f'{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak '
+        f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), one run alone: {step_s * 1e3:.2f} '
+        f'ms/step = {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak '
         f'({100 * achieved / nominal:.1f}% of nominal)')
+  if at_once > 1:
+    achieved_n = at_once * flops_n / round_s
+    print(f'CNN train steps as the harness runs them ({at_once} runs at once, one per core): '
+          f'{round_s * 1e3:.2f} ms per {at_once} steps = {achieved_n / 1e9:.1f} GFLOP/s = '
+          f'{100 * achieved_n / peak:.1f}% of peak ({100 * achieved_n / nominal:.1f}% of nominal)')
   compiles = ex['programs_compiled']
   torch_x = f'{torch_s / harness_s:.2f}' if torch_s is not None else 'n/a'
   print(f'RESULT speedup_vs_naive={naive_s / harness_s:.2f} speedup_vs_pytorch={torch_x} '

@@ -10,6 +10,12 @@ bucketed length (the padding rows are never drawn), so the two tasks of a pair s
 A run whose first n layers are frozen computes their outputs on its training and test sets once
 (:func:`prefix_program`) and trains and evaluates only the layers after them (:class:`Depths`:
 a ``lax.switch`` branch per n in the program for MLPs, a program per n for conv nets on CPU).
+With the switch, the n = 2 run of a source continues from the n = 1 run's outputs (the same
+frozen layer 1, recognised by :func:`prefix_keys`) instead of starting from the inputs.
+
+On CPU the one-run strategies train one run per core at once, in threads of this process
+(:func:`concurrent_runs`): XLA's CPU convolutions use one core, and a small MLP's step does not
+fill two. The runs' records are the same, to the bit, as one at a time (tested).
 
 Strategies (:data:`STRATEGIES`; chosen per backend and architecture by :func:`choose_strategy`,
 ``config.execution.strategy`` overrides):
@@ -525,15 +531,15 @@ class _Family:
     continue from the deepest outputs of a run with the same frozen layers kept in
     :attr:`prefix_cache` (``prefix_keys[d - 1]`` identifies layers 1..d), waiting for one that
     another thread is computing, so the n = 1, 2, 3 runs of one source compute its layers once.
-    ``depth_index`` 0: zeros of the same shapes (not read: every run passes the same shapes);
-    placeholders when the programs have no frozen depth (:func:`_unused_features`).
+    ``depth_index`` 0: zeros of the same shapes in a switched program (not read: every run
+    passes the same shapes), else placeholders (:func:`_unused_features`).
     """
     data = self.data
-    if len(self.depths.depths) == 1:
-      return _unused_features(data), 0
+    if len(self.depths.depths) == 1 or not (depth_index or self.depths.switch):
+      return _unused_features(data), 0  # (a program per depth: depth 0's never reads them)
     test_chunks = tuple(data.y_test.shape)
     with self.lock:
-      if self.placeholder is None:
+      if self.placeholder is None and self.depths.switch:
         self.placeholder = (jnp.zeros((data.x_train.shape[0], self.depths.width)),
                             jnp.zeros((*test_chunks, self.depths.width)))
       if self.inputs is None and depth_index:  # training rows then test rows, one input
