@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = f" over {ex['workers']} worker processes" if ex.get('workers', 1) > 1 else ''
     print(f"Execution: {', '.join(sorted(set(ex['strategies'].values())))}; {ex['families']} "
           f"program family(ies), {ex['programs_compiled']} programs compiled{workers} "
-          f"({ex['cache_hits']} from the persistent cache); see {results}/execution.json")
+          f"({ex['cache_hits']} from the persistent cache); up to {ex.get('concurrent_runs', 1)} "
+          f"run(s) at once; see {results}/execution.json")
   print()
   print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
   print(_format_results_table(results))

@@ -751,9 +751,11 @@ def _family_key(spec: runs.RunSpec, data: FamilyData, num_classes: int) -> tuple
           data.x_test.shape)
 
 
-def usable_cores() -> int:
-  """CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+def cpu_cores() -> list[int]:
+  """The CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
 
 
 def concurrent_runs(requested: int, backend: str, strategy: Strategy) -> int:
@@ -769,7 +771,7 @@ def concurrent_runs(requested: int, backend: str, strategy: Strategy) -> int:
     return int(requested)
   if backend != 'cpu' or strategy.pack:
     return 1
-  return max(1, min(usable_cores(), MAX_CONCURRENT_RUNS))
+  return max(1, min(len(cpu_cores()), MAX_CONCURRENT_RUNS))
 
 
 MAX_CONCURRENT_RUNS = 8  # auto concurrency's cap (each concurrent run holds its own features)

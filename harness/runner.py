@@ -177,7 +177,7 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   """
   specs, store = prepare(config, results_dir)
   todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
-  workers = min(local_workers(config), len(todo), len(_cores()))
+  workers = min(local_workers(config), len(todo), len(packing.cpu_cores()))
   run_here = functools.partial(execute, data_dir=config.data_dir or None, desc=config.name,
                                **execution_settings(config))
   if workers < 2:
@@ -195,12 +195,6 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo),
                      completed=sum(store.status(s.run_id) == 'complete' for s in todo),
                      failed=failed, seconds=time.time() - start, busy=busy, execution=execution)
-
-
-def _cores() -> list[int]:
-  if hasattr(os, 'sched_getaffinity'):
-    return sorted(os.sched_getaffinity(0))
-  return list(range(os.cpu_count() or 1))
 
 
 def local_workers(config: ml_collections.ConfigDict) -> int:
@@ -239,7 +233,7 @@ def _run_with_workers(config, specs, store: ResultsStore, todo: list, workers: i
   """Starts ``workers - 1`` worker processes (fresh interpreters: JAX is not fork-safe) on cores
   1.., runs :func:`execute` here pinned to core 0 meanwhile, waits for the workers; one progress
   bar over the sweep's pending runs, read from the results directory."""
-  cores = _cores()
+  cores = packing.cpu_cores()
   bar = tqdm(total=len(todo), unit='run', disable=not progress, dynamic_ncols=True,
              file=sys.stderr, desc=f'{config.name} ({workers} workers)',
              mininterval=0.1 if sys.stderr.isatty() else 30)
