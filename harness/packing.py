@@ -1,17 +1,22 @@
 """Fast execution of a sweep: one compiled program per family, runs packed to fill the device.
 
 A sweep is hundreds of small trainings that differ only in data: which layers are copied, which
-are frozen, the seed. Here every such difference enters the compiled program as an array (initial
-weights, per-leaf ``trainable`` masks, the per-layer ``frozen`` vector, the dropout key, the
-run's batch indices), so one compilation serves every condition, n and seed of a *family*:
-runs with the same model, optimizer, budget and data shapes. Training sets are padded to a
-bucketed length (the padding rows are never drawn), so the two tasks of a pair share a family.
+are frozen, the seed. Here every such difference enters the compiled program as an array (the
+seed, from which the run's own initial weights are drawn inside the program; the copied layers
+and a per-layer ``copy`` vector; per-leaf ``trainable`` masks and the per-layer ``frozen``
+vector; the run's batch indices), so one compilation serves every condition, n and seed of a
+*family*: runs with the same model, optimizer, budget and data shapes. With the in-program
+strategies a run is one call of that one program (:func:`run_program`): starting state, frozen
+layers' outputs, every training step and evaluation, one host sync per run. Training sets are
+padded to a bucketed length (the padding rows are never drawn), so the two tasks of a pair share
+a family.
 
 A run whose first n layers are frozen computes their outputs on its training and test sets once
-(:func:`prefix_program`) and trains and evaluates only the layers after them (:class:`Depths`:
-a ``lax.switch`` branch per n in the program for MLPs, a program per n for conv nets on CPU).
-With the switch, the n = 2 run of a source continues from the n = 1 run's outputs (the same
-frozen layer 1, recognised by :func:`prefix_keys`) instead of starting from the inputs.
+and trains and evaluates only the layers after them (:class:`Depths`: a ``lax.switch`` branch
+per n in the program for MLPs, a program per n for conv nets on CPU). With the switch, the
+n = 2 run of a source continues from the n = 1 run's outputs (the same frozen layer 1,
+recognised by :func:`prefix_keys`; the runs of a source go one after the other in one thread,
+:func:`_work_items`) instead of starting from the inputs.
 
 On CPU the one-run strategies train one run per core at once, in threads of this process
 (:func:`concurrent_runs`): XLA's CPU convolutions use one core, and a small MLP's step does not
@@ -20,17 +25,19 @@ fill two. The runs' records are the same, to the bit, as one at a time (tested).
 Strategies (:data:`STRATEGIES`; chosen per backend and architecture by :func:`choose_strategy`,
 ``config.execution.strategy`` overrides):
 
-* ``vmap``: ``pack_size`` runs trained side by side with ``jax.vmap``; the steps between two
-  evaluations run inside the program (``lax.fori_loop``) and the evaluation on the whole test set
-  too, so the host syncs once per evaluation point for the whole pack. With several devices the
-  run axis is sharded across them (``jax.sharding``). Default on GPU/TPU. Packs are as equal as
+* ``vmap``: ``pack_size`` runs trained side by side with ``jax.vmap`` of :func:`run_program`:
+  the whole runs, steps (``lax.fori_loop``) and evaluations on the whole test set, inside the
+  program, so the host syncs once per pack. With several devices the run axis is sharded
+  across them (``jax.sharding``). Default on GPU/TPU. Packs are as equal as
   possible (:func:`balanced_pack_size`), so small groups (base nets) are not padded to full packs.
 * ``sequential``: one run at a time, a Python loop over steps calling one compiled step (batch
   indices gathered on the device), evaluation in one program per chunk of the test set with one
-  host sync per evaluation point. Default for conv nets on CPU, where ``vmap`` turns batched
+  host sync per evaluation point, the starting state from :func:`start_program` (3 programs per
+  family, and a step, an evaluation and a frozen-output program per frozen depth used). Default
+  for conv nets on CPU, where ``vmap`` turns batched
   weights into a slow grouped convolution (~3x slower, measured) and convolutions inside
   ``lax.scan``/``fori_loop`` are ~15x slower than a Python loop (jax-ml/jax#12868).
-* ``fused``: one run at a time with the steps inside the program. Default for MLPs on CPU:
+* ``fused``: one run at a time, the whole run inside :func:`run_program`. Default for MLPs on CPU:
   on 2 cores the sweep is compute-bound (a pack's batched matmuls are no faster per run than one
   run's), and ``vmap`` compiles one large program per pack size (measured in README "Speed").
 * ``per_run``: the original path, ``harness.runs.train_and_evaluate`` (also always used for
@@ -274,16 +281,6 @@ def _segment(state, depth_index, idx, x_train, f_train, y_train, x_test, f_test,
                  [functools.partial(segment, i, d) for i, d in enumerate(depths.depths)], state)
 
 
-@functools.lru_cache(maxsize=None)
-def segment_program(model, tx, packed: bool, depths: Depths = Depths()) -> Callable:
-  """``(states, depth_index, idx, x_train, f_train, y_train, x_test, f_test, y_test, valid, start,
-  stop) -> (states, metrics)``."""
-  fn = functools.partial(_segment, model=model, tx=tx, depths=depths)
-  if packed:
-    fn = jax.vmap(fn, in_axes=(0, None, 0) + (None,) * 9)
-  return jax.jit(fn, donate_argnums=0)
-
-
 def _indexed_step(state, depth_index, idx, x_train, f_train, y_train, t, *, model, tx,
                   depths: Depths):
   batch = lax.dynamic_index_in_dim(idx, t, keepdims=False)
@@ -319,65 +316,148 @@ def eval_program(model, depths: Depths = Depths()) -> Callable:
                  static_argnums=() if depths.switch else (1,))
 
 
-def prefix_pairs(depths: Depths) -> list[tuple[int, int]]:
-  """The (from, to) depth-index pairs of a switched prefix program's branches: every deeper
-  frozen depth from the input (from = 0) or from a shallower one's outputs."""
-  return [(a, b) for b in range(1, len(depths.depths)) for a in range(b)]
-
-
-def _prefix(variables, branch, x, f_train, f_test, *, model, depths: Depths, chunk: int,
-            num_train: int, test_chunks: tuple):
-  """Frozen layers' outputs on the training rows then the test rows.
-
-  Computes the output of layer ``depths.depths[b]`` for every row, ``chunk`` rows at a time,
-  flattened and zero-padded to ``depths.width`` columns, from the inputs ``x`` (a = 0) or from
-  the outputs of layer ``depths.depths[a]`` (``f_train``, ``f_test``: another run with the same
-  frozen layers 1..a computed them), where ``(a, b) = prefix_pairs(depths)[branch]``. Evaluation
-  mode is what training computes for a frozen layer too (frozen batch norm normalises with its
-  running statistics; models with dropout are not cached).
-
-  Without ``depths.switch`` ``branch`` is a static depth index b and ``x`` one chunk of inputs
-  (the caller loops over chunks: no convolutions inside ``lax.map``); it returns that chunk's rows.
-
-  Returns:
-    ``(features of the training rows (num_train, width), of the test rows (*test_chunks, width))``.
-  """
-
-  def features(a, b, rows):
-    out = model.apply(variables, rows, train=False, start=depths.depths[a],
-                      stop=depths.depths[b]).reshape(rows.shape[0], -1)
-    return jnp.pad(out, ((0, 0), (0, depths.width - out.shape[1])))
-
-  if isinstance(branch, int):
-    return features(0, branch, x)
-
-  def from_input(b):
-    chunks = x.reshape(x.shape[0] // chunk, chunk, *x.shape[1:])
-    return lax.map(functools.partial(features, 0, b), chunks)
-
-  def from_features(a, b):
-    rows = jnp.concatenate([f_train, f_test.reshape(-1, depths.width)])
-    chunks = rows.reshape(rows.shape[0] // chunk, chunk, depths.width)
-    return lax.map(lambda c: features(a, b, depths.rows(c, a)), chunks)
-
-  branches = [functools.partial(lambda a, b, _: from_input(b) if a == 0 else from_features(a, b),
-                                a, b) for a, b in prefix_pairs(depths)]
-  out = lax.switch(branch, branches, None).reshape(x.shape[0], depths.width)
-  return out[:num_train], out[num_train:].reshape(*test_chunks, depths.width)
+def _frozen_output(variables, rows, a: int, b: int, *, model, depths: Depths):
+  """Output of layer ``depths.depths[b]`` from that of ``depths.depths[a]`` (0: the inputs),
+  flat and zero-padded to ``depths.width`` columns. Evaluation mode, which is what training
+  computes for a frozen layer too (frozen batch norm normalises with its running statistics;
+  models with dropout are not given frozen depths)."""
+  out = model.apply(variables, rows, train=False, start=depths.depths[a],
+                    stop=depths.depths[b]).reshape(rows.shape[0], -1)
+  return jnp.pad(out, ((0, 0), (0, depths.width - out.shape[1])))
 
 
 @functools.lru_cache(maxsize=None)
-def prefix_program(model, depths: Depths, chunk: int, num_train: int,
-                   test_chunks: tuple) -> Callable:
-  """``(variables, branch, x_train_then_test, f_train, f_test) -> (f_train, f_test)`` (see
-  :func:`_prefix`); ``branch`` is static without ``depths.switch``."""
-  return jax.jit(functools.partial(_prefix, model=model, depths=depths, chunk=chunk,
-                                   num_train=num_train, test_chunks=test_chunks),
-                 static_argnums=() if depths.switch else (1,))
+def prefix_program(model, depths: Depths) -> Callable:
+  """``(variables, depth_index, rows) -> outputs``: one chunk of rows through the frozen layers
+  of a static depth (the one-program-per-depth families; the caller loops over chunks, since
+  convolutions inside ``lax.map`` are slow on CPU)."""
+  fn = lambda variables, b, rows: _frozen_output(variables, rows, 0, b, model=model, depths=depths)
+  return jax.jit(fn, static_argnums=(1,))
+
+
+def prefix_pairs(depths: Depths) -> list[tuple[int, int]]:
+  """The (from, to) depth-index pairs a switched program computes frozen outputs for: every
+  deeper frozen depth from the input (from = 0) or from a shallower one's outputs."""
+  return [(a, b) for b in range(1, len(depths.depths)) for a in range(b)]
+
+
+def _frozen_outputs(variables, branch, x_train, x_test, f_train, f_test, *, model,
+                    depths: Depths, chunk: int):
+  """A run's frozen layers' outputs on its training rows and test rows, inside its program.
+
+  ``branch`` 0 returns ``f_train``, ``f_test`` as given (no frozen layers, or another run with
+  the same frozen layers computed them); branch k computes the outputs of layer
+  ``depths.depths[b]``, ``chunk`` rows at a time, from the inputs (a = 0) or from the given
+  outputs of layer ``depths.depths[a]``, where ``(a, b) = prefix_pairs(depths)[k - 1]``.
+
+  Returns:
+    ``(training rows' outputs (num_train, width), test rows' (*test_chunks, width))``.
+  """
+  num_train, test_chunks, width = x_train.shape[0], x_test.shape[:2], depths.width
+
+  def compute(a, b, _):
+    if a == 0:
+      rows = jnp.concatenate([x_train, x_test.reshape(-1, *x_test.shape[2:])])
+    else:
+      rows = jnp.concatenate([f_train, f_test.reshape(-1, width)])
+    chunks = rows.reshape(rows.shape[0] // chunk, chunk, *rows.shape[1:])
+    out = lax.map(lambda c: _frozen_output(variables, c if a == 0 else depths.rows(c, a), a, b,
+                                           model=model, depths=depths), chunks)
+    out = out.reshape(-1, width)
+    return out[:num_train], out[num_train:].reshape(*test_chunks, width)
+
+  branches = [lambda _: (f_train, f_test)]
+  branches += [functools.partial(compute, a, b) for a, b in prefix_pairs(depths)]
+  return lax.switch(branch, branches, None)
 
 
 def _divisor_at_most(n: int, cap: int) -> int:
   return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# A run's starting state, inside its program.
+
+def _init_one(seed, transferred, *, model, input_shape):
+  """``runs.init_key`` + ``models.init_variables``, as data: one program for every seed."""
+  key = jax.random.key(seed)
+  key = lax.cond(transferred, lambda k: jax.random.fold_in(k, 1), lambda k: k, key)
+  return models.init_variables(model, key, input_shape)
+
+
+def _start_one(seed, transferred, copied, copy, train, *, model, input_shape, tx):
+  """``training.create_state`` of one run, from data: its own initial weights (as
+  ``runs.init_key``), the layers where ``copy`` (per layer, 0/1) taken from ``copied`` (the
+  source network's layers, laid out as the whole network: :meth:`_Family.copied`), trained
+  where ``train``."""
+  names = models.layer_names(model.num_layers)
+  init = _init_one(seed, transferred, model=model, input_shape=input_shape)
+  variables = {c: jax.tree.map(lambda m, s, i: jnp.where(m > 0, s, i),
+                               transfer.leaf_mask(init[c], names, copy), copied[c], init[c])
+               for c in ('params', 'batch_stats')}
+  plan = transfer.Plan(copy=copy, train=train)
+  return training.TrainState(
+      step=jnp.zeros((), jnp.int32), params=variables['params'],
+      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
+      trainable=transfer.leaf_mask(variables['params'], names, plan.train),
+      stats_trainable=transfer.leaf_mask(variables['batch_stats'], names, plan.train),
+      frozen=1.0 - train, rng=jax.random.fold_in(jax.random.key(seed), 2))
+
+
+@functools.lru_cache(maxsize=None)
+def start_program(model, input_shape: tuple, tx) -> Callable:
+  """``(seed, transferred, copied, copy, train) -> TrainState`` of one run (see
+  :func:`_start_one`), for the strategies that call a step program."""
+  return jax.jit(functools.partial(_start_one, model=model, input_shape=input_shape, tx=tx))
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole run as one program (the in-program strategies: fused, vmap).
+
+def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_shape, tx,
+               depths: Depths, chunk: int):
+  """One run from its starting state to its last evaluation.
+
+  Args:
+    start: ``(seed, transferred, copied, copy, train)`` (:func:`_start_one`).
+    prefix: ``(branch, f_train, f_test)`` (:func:`_frozen_outputs`; not read without a switch).
+    idx: the run's batch indices, (steps, batch).
+    data: ``(x_train, y_train, x_test, y_test, valid)`` of the family.
+    points: (P, 2) steps: train from ``points[p, 0]`` to ``points[p, 1]``, then evaluate.
+    depth_index: the run's frozen depth (branch of :func:`_segment`).
+
+  Returns:
+    The final variables, metrics (P, 3) (:func:`_segment`), and with a switch the frozen
+    outputs trained on (for later runs with the same frozen layers), else ``()``.
+  """
+  state = _start_one(*start, model=model, input_shape=input_shape, tx=tx)
+  x_train, y_train, x_test, y_test, valid = data
+  branch, f_train, f_test = prefix
+  features = ()
+  if depths.switch and len(depths.depths) > 1:
+    f_train, f_test = _frozen_outputs(_variables(state), branch, x_train, x_test, f_train,
+                                      f_test, model=model, depths=depths, chunk=chunk)
+    features = (f_train, f_test)
+
+  def point(state, bounds):
+    return _segment(state, depth_index, idx, x_train, f_train, y_train, x_test, f_test, y_test,
+                    valid, bounds[0], bounds[1], model=model, tx=tx, depths=depths)
+
+  state, metrics = lax.scan(point, state, points)
+  return _variables(state), metrics, features
+
+
+@functools.lru_cache(maxsize=None)
+def run_program(model, input_shape: tuple, tx, packed: bool, depths: Depths = Depths(),
+                chunk: int = 1) -> Callable:
+  """``(start, prefix, idx, data, points, depth_index) -> (variables, metrics, features)`` (see
+  :func:`_whole_run`): a family's one program, with a run axis on ``start``, ``idx`` and the
+  outputs if ``packed``."""
+  fn = functools.partial(_whole_run, model=model, input_shape=input_shape, tx=tx,
+                         depths=depths, chunk=chunk)
+  if packed:
+    fn = jax.vmap(fn, in_axes=(0, None, 0, None, None, None), out_axes=(0, 0, None))
+  return jax.jit(fn)
 
 
 _USED: dict[int, Callable] = {}  # every program handed out, to count its compilations
@@ -397,7 +477,7 @@ def programs_compiled() -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Runs' starting states, stacked.
+# Runs' inputs.
 
 def _batch_order(spec: runs.RunSpec, num_train: int) -> np.ndarray:
   """The run's batch indices, (steps, batch): exactly the order of the per-run path."""
@@ -408,77 +488,50 @@ def _batch_order(spec: runs.RunSpec, num_train: int) -> np.ndarray:
   return np.stack(list(itertools.islice(batches, steps))).astype(np.int32)
 
 
-def _init_one(seed, transferred, *, model, input_shape):
-  """``runs.init_key`` + ``models.init_variables``, as data: one program for every seed."""
-  key = jax.random.key(seed)
-  key = lax.cond(transferred, lambda k: jax.random.fold_in(k, 1), lambda k: k, key)
-  return models.init_variables(model, key, input_shape)
-
-
-@functools.lru_cache(maxsize=None)
-def init_program(model, input_shape: tuple) -> Callable:
-  """``(seeds[R], transferred[R]) -> stacked variables``: the runs' own initial weights."""
-  return jax.jit(jax.vmap(functools.partial(_init_one, model=model, input_shape=input_shape)))
-
-
-def _state_one(variables, train, frozen, seed, *, names, tx):
-  """``training.create_state`` of one run, inside a program."""
-  plan = transfer.Plan(copy=jnp.zeros_like(train), train=train)
-  state = training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=variables['params'],
-      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
-      trainable=transfer.leaf_mask(variables['params'], names, plan.train),
-      stats_trainable=transfer.leaf_mask(variables['batch_stats'], names, plan.train),
-      frozen=frozen, rng=jax.random.fold_in(jax.random.key(seed), 2))
-  return state
-
-
-@functools.lru_cache(maxsize=None)
-def state_program(names: tuple, tx, packed: bool) -> Callable:
-  """``(variables[R], train[R, L], frozen[R, L], seeds[R]) -> TrainState`` (run axis if packed)."""
-  fn = jax.vmap(functools.partial(_state_one, names=names, tx=tx))
-  if not packed:
-    fn = lambda *a, f=fn: jax.tree.map(lambda x: x[0], f(*a))
-  return jax.jit(fn)
-
-
 def _host(tree):
   return jax.tree.map(np.asarray, tree)
 
 
-def _pack_inputs(specs, family, store: ResultsStore, packed: bool):
-  """The stacked starting states of a pack, its batch orders (R, steps, batch), the first run's
-  frozen-depth branch (:meth:`_Family.depth_index`; packs always take branch 0) and, for switched
-  programs, its :func:`prefix_keys`."""
-  model = family.model
-  names = models.layer_names(model.num_layers)
-  seeds = np.array([s.seed for s in specs], np.int32)
-  transferred = np.array([s.condition != 'scratch' for s in specs])
-  init = _host(_program(init_program, model, family.input_shape)(seeds, transferred))
-  starts, plans = [], []
-  for r, spec in enumerate(specs):
-    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+@dataclasses.dataclass
+class _RunInputs:
+  """What a pack's programs take per run (stacked on a first axis if packed), and the first
+  run's frozen depth index and :func:`prefix_keys`."""
+  start: tuple
+  idx: np.ndarray
+  depth_index: int
+  keys: tuple
+
+
+def _run_inputs(specs, family, store: ResultsStore, packed: bool) -> _RunInputs:
+  names = models.layer_names(family.model.num_layers)
+  starts, idx, plans = [], [], []
+  for spec in specs:
+    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned,
+                              family.model.num_layers)
     source = family.source(spec, store) if spec.condition in ('selffer', 'transfer') else None
-    starts.append(transfer.combine(jax.tree.map(lambda a, r=r: a[r], init), source, plan, names))
+    starts.append((np.int32(spec.seed), np.bool_(spec.condition != 'scratch'),
+                   family.copied(source, plan, names), plan.copy.astype(np.float32),
+                   plan.train.astype(np.float32)))
+    idx.append(_batch_order(spec, family.data.num_train))
     plans.append(plan)
-  variables = jax.tree.map(lambda *xs: np.stack(xs), *starts)
-  train = np.stack([p.train for p in plans]).astype(np.float32)
-  states = _program(state_program, names, family.tx, packed)(variables, train, 1.0 - train, seeds)
-  idx = np.stack([_batch_order(s, family.data.num_train) for s in specs])
   depth_index = family.depth_index(plans[0])
-  keys = prefix_keys(starts[0], names) if depth_index and family.depths.switch else ()
-  return states, (idx if packed else idx[0]), depth_index, keys
+  if packed:
+    return _RunInputs(jax.tree.map(lambda *xs: np.stack(xs), *starts), np.stack(idx), 0, ())
+  keys = prefix_keys(specs[0], plans[0]) if depth_index else ()
+  return _RunInputs(starts[0], idx[0], depth_index, keys)
 
 
-def prefix_keys(variables: dict, names: Sequence[str]) -> tuple[str, ...]:
-  """``keys[d - 1]`` identifies the weights (and batch statistics) of layers 1..d: a hash of
-  their bytes, chained, so two runs share a key exactly when their first d layers are equal."""
+def prefix_keys(spec: runs.RunSpec, plan: transfer.Plan) -> tuple[str, ...]:
+  """Keys of a run's leading layers: ``keys[d - 1]`` is equal for two runs of a family exactly
+  when their layers 1..d start equal. A copied layer is named by its source network, another by
+  the run's initial-weights key (``runs.init_key``: the seed, and scratch or not)."""
+  where = spec.source_checkpoint or spec.source_run
   digest, keys = hashlib.blake2b(digest_size=16), []
-  for name in names[:-1]:
-    for collection in ('params', 'batch_stats'):
-      for leaf in jax.tree.leaves(variables.get(collection, {}).get(name, {})):
-        digest.update(np.ascontiguousarray(leaf).tobytes())
-    keys.append(digest.copy().hexdigest())
+  for layer, copied in enumerate(plan.copy[:-1]):
+    name = ('copy', where, layer) if copied else ('init', spec.seed, spec.condition != 'scratch',
+                                                  layer)
+    digest.update(repr(name).encode())
+    keys.append(digest.hexdigest())
   return tuple(keys)
 
 
@@ -499,10 +552,11 @@ class _Family:
   """What the runs of one group share (runs of a family may train in concurrent threads).
 
   ``depths``: the frozen depths the programs branch on (only depth 0 for packs, models with
-  dropout, or features too big for ``MAX_FEATURE_BYTES``); ``inputs``: training then test
-  inputs, the prefix program's input; ``sources``: source networks' weights read so far;
-  ``prefix_cache``: frozen layers' outputs by :func:`prefix_keys` (least recently used first),
-  ``computing``: those a thread is computing now.
+  dropout, or features too big for ``MAX_FEATURE_BYTES``); ``zeros``: the network's variables
+  as zeros (:meth:`copied` of runs that copy nothing); ``inputs``: training then test inputs
+  (frozen outputs of program-per-depth families); ``sources``: source networks' weights read so
+  far; ``prefix_cache``: frozen layers' outputs by :func:`prefix_keys` (least recently used
+  first).
   """
   model: Any
   tx: optax.GradientTransformation
@@ -510,13 +564,13 @@ class _Family:
   num_classes: int
   input_shape: tuple
   hyper: dict
+  zeros: dict
   depths: Depths = Depths()
   task: Any = None  # the target's tasks.TaskData (for the weights' metadata)
   inputs: jax.Array | None = None
   placeholder: tuple | None = None
   sources: dict = dataclasses.field(default_factory=dict)
   prefix_cache: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
-  computing: dict = dataclasses.field(default_factory=dict)
   lock: Any = dataclasses.field(default_factory=threading.Lock)
 
   def depth_index(self, plan: transfer.Plan) -> int:
@@ -524,79 +578,64 @@ class _Family:
     frozen = int(np.argmax(plan.train > 0)) if np.any(plan.train > 0) else len(plan.train)
     return self.depths.depths.index(frozen) if frozen in self.depths.depths else 0
 
-  def run_features(self, variables, depth_index: int, prefix_keys: tuple = ()) -> tuple:
-    """A run's frozen prefix's (train, test) outputs and the depth index they were continued from.
+  def copied(self, source: dict | None, plan: transfer.Plan, names) -> dict:
+    """The layers a run copies from ``source``, laid out as the whole network (zeros elsewhere:
+    the program takes the run's own initial weights there). Checks the layers' shapes."""
+    return transfer.combine(self.zeros, source, plan, names) if np.any(plan.copy) else self.zeros
 
-    ``depth_index`` > 0: the outputs of the run's frozen layers. With ``depths.switch`` they
-    continue from the deepest outputs of a run with the same frozen layers kept in
-    :attr:`prefix_cache` (``prefix_keys[d - 1]`` identifies layers 1..d), waiting for one that
-    another thread is computing, so the n = 1, 2, 3 runs of one source compute its layers once.
-    ``depth_index`` 0: zeros of the same shapes in a switched program (not read: every run
-    passes the same shapes), else placeholders (:func:`_unused_features`).
-    """
-    data = self.data
-    if len(self.depths.depths) == 1 or not (depth_index or self.depths.switch):
-      return _unused_features(data), 0  # (a program per depth: depth 0's never reads them)
-    test_chunks = tuple(data.y_test.shape)
+  def unused_features(self) -> tuple:
+    """Frozen-prefix outputs of runs that read none: full size in a switched program (every run
+    passes the same shapes), else :func:`_unused_features`."""
+    if not (self.depths.switch and len(self.depths.depths) > 1):
+      return _unused_features(self.data)
     with self.lock:
-      if self.placeholder is None and self.depths.switch:
-        self.placeholder = (jnp.zeros((data.x_train.shape[0], self.depths.width)),
-                            jnp.zeros((*test_chunks, self.depths.width)))
-      if self.inputs is None and depth_index:  # training rows then test rows, one input
-        x_test = data.x_test.reshape(-1, *data.x_test.shape[2:])
-        self.inputs = jnp.concatenate([data.x_train, x_test])
-    if not depth_index:
-      return self.placeholder, 0
-    chunk = _divisor_at_most(self.inputs.shape[0], 1024)
-    fn = _program(prefix_program, self.model, self.depths, chunk, data.x_train.shape[0],
-                  test_chunks)
-    if not self.depths.switch:
-      rows = jnp.concatenate([fn(variables, depth_index, self.inputs[i:i + chunk], None, None)
-                              for i in range(0, self.inputs.shape[0], chunk)])
-      num_train = data.x_train.shape[0]
-      return (rows[:num_train], rows[num_train:].reshape(*test_chunks, -1)), 0
-    start, base, done = self._claim_prefix(depth_index, prefix_keys)
-    if done is None:
-      return base, start
-    try:
-      branch = prefix_pairs(self.depths).index((start, depth_index))
-      features = fn(variables, np.int32(branch), self.inputs, *(base or self.placeholder))
-      with self.lock:
-        self.prefix_cache[prefix_keys[depth_index - 1]] = features
-        while len(self.prefix_cache) > self.prefix_cache_size():
-          self.prefix_cache.popitem(last=False)
-    finally:
-      with self.lock:
-        self.computing.pop(prefix_keys[depth_index - 1], None)
-      done.set()
-    return features, start
+      if self.placeholder is None:
+        self.placeholder = (jnp.zeros((self.data.x_train.shape[0], self.depths.width)),
+                            jnp.zeros((*self.data.y_test.shape, self.depths.width)))
+      return self.placeholder
 
-  def _claim_prefix(self, depth_index: int, keys: tuple):
-    """(start, cached outputs of depth ``start`` or None, event to set once this thread has
-    computed depth ``depth_index``, or None if the cache already has it)."""
-    while True:
-      with self.lock:
-        wait = None
-        start, base = 0, None
-        for d in range(depth_index, 0, -1):
-          if keys[d - 1] in self.prefix_cache:
-            self.prefix_cache.move_to_end(keys[d - 1])
-            start, base = d, self.prefix_cache[keys[d - 1]]
-            break
-          if keys[d - 1] in self.computing:
-            wait = self.computing[keys[d - 1]]
-            break
-        if wait is None:
-          if start == depth_index:
-            return start, base, None
-          done = self.computing[keys[depth_index - 1]] = threading.Event()
-          return start, base, done
-      wait.wait()  # another thread is computing some of these layers: continue from its outputs
+  def cached_prefix(self, depth_index: int, keys: tuple) -> tuple[int, tuple, int]:
+    """``(branch, (f_train, f_test), start)`` for a switched run program (:func:`_frozen_outputs`):
+    the deepest outputs kept of a run whose layers 1..``depths[start]`` equal this run's
+    (``start`` 0: none), and the branch that continues from them (0 if they are this run's)."""
+    start, base = 0, self.unused_features()
+    with self.lock:
+      for d in range(depth_index, 0, -1):
+        if keys[d - 1] in self.prefix_cache:
+          self.prefix_cache.move_to_end(keys[d - 1])
+          start, base = d, self.prefix_cache[keys[d - 1]]
+          break
+    if start == depth_index:
+      return 0, base, start
+    return 1 + prefix_pairs(self.depths).index((start, depth_index)), base, start
+
+  def keep_prefix(self, key: str, features: tuple) -> None:
+    """Keeps a run's frozen outputs for later runs (at most :meth:`prefix_cache_size`)."""
+    with self.lock:
+      self.prefix_cache[key] = features
+      while len(self.prefix_cache) > self.prefix_cache_size():
+        self.prefix_cache.popitem(last=False)
 
   def prefix_cache_size(self) -> int:
-    """Frozen-prefix outputs kept for later runs: 4 at most, within ``MAX_FEATURE_BYTES``."""
+    """Frozen-prefix outputs kept for later runs: 16 at most, within ``MAX_FEATURE_BYTES``."""
     rows = self.data.x_train.shape[0] + math.prod(self.data.y_test.shape)
-    return max(1, min(4, MAX_FEATURE_BYTES // max(1, rows * self.depths.width * 4)))
+    return max(1, min(16, MAX_FEATURE_BYTES // max(1, rows * self.depths.width * 4)))
+
+  def stepwise_features(self, variables, depth_index: int) -> tuple:
+    """A run's frozen outputs for a program-per-depth family (computed chunk by chunk)."""
+    data = self.data
+    if not depth_index:
+      return _unused_features(data)
+    with self.lock:
+      if self.inputs is None:  # training rows then test rows, one input
+        x_test = data.x_test.reshape(-1, *data.x_test.shape[2:])
+        self.inputs = jnp.concatenate([data.x_train, x_test])
+    chunk = _divisor_at_most(self.inputs.shape[0], 1024)
+    fn = _program(prefix_program, self.model, self.depths)
+    rows = jnp.concatenate([fn(variables, depth_index, self.inputs[i:i + chunk])
+                            for i in range(0, self.inputs.shape[0], chunk)])
+    num_train = data.x_train.shape[0]
+    return rows[:num_train], rows[num_train:].reshape(*data.y_test.shape, -1)
 
   def source(self, spec: runs.RunSpec, store: ResultsStore) -> dict:
     """A transfer's source network, read once per family (not once per run)."""
@@ -630,65 +669,68 @@ def family_depths(model, variables, input_shape: tuple, data: FamilyData,
   return Depths(tuple(range(len(shapes))), tuple(shapes), width, switch=strategy.device_loop)
 
 
-def _train_pack(family: _Family, states, idx: np.ndarray, depth_index: int, strategy: Strategy,
-                prefix_keys: tuple = ()) -> list[tuple[list[dict], int | None, Any, int]]:
+def _train_pack(family: _Family, inputs: _RunInputs,
+                strategy: Strategy) -> list[tuple[list[dict], int | None, Any, int]]:
   """Trains the runs of a pack side by side (or the one run of an unpacked strategy).
 
   Returns:
-    Per run: (curve, step at which it diverged or None, final variables, the frozen depth its
-    prefix outputs were continued from: 0 = computed from the inputs, see
-    :meth:`_Family.run_features`).
+    Per run: (curve, step at which it diverged or None, final variables, the number of frozen
+    layers whose outputs it took from an earlier run: 0 = computed from the inputs).
   """
-  hyper, data = family.hyper, family.data
-  schedule = training.eval_steps(hyper['steps'], hyper['eval_every'])
-  if strategy.pack:
-    n = idx.shape[0]
-    shardings = _run_sharding(n)
-    if shardings:
-      by_run, replicated = shardings
-      states, idx = jax.device_put(states, by_run), jax.device_put(idx, by_run)
-      data = dataclasses.replace(data, **{f.name: jax.device_put(getattr(data, f.name), replicated)
-                                          for f in dataclasses.fields(data)
-                                          if isinstance(getattr(data, f.name), jax.Array)})
-    else:
-      idx = jnp.asarray(idx)
-    program = _program(segment_program, family.model, family.tx, True)
-    f_train, f_test = _unused_features(data)
-    metrics_per_point = []
-    prev = 0
-    for stop in schedule:
-      states, metrics = program(states, np.int32(0), idx, data.x_train, f_train, data.y_train,
-                                data.x_test, f_test, data.y_test, data.valid, np.int32(prev),
-                                np.int32(stop))
-      metrics_per_point.append(np.asarray(metrics))  # one host sync per evaluation, whole pack
-      prev = stop
-    host = _host(_variables(states))
-    finals = [jax.tree.map(lambda a, i=i: a[i], host) for i in range(n)]
-    return [_curve(schedule, [m[r] for m in metrics_per_point]) + (finals[r], 0) for r in range(n)]
-  state, idx, points = states, jnp.asarray(idx), []
-  (f_train, f_test), reused = family.run_features(_variables(state), depth_index, prefix_keys)
-  branch = np.int32(depth_index) if family.depths.switch else depth_index
+  schedule = training.eval_steps(family.hyper['steps'], family.hyper['eval_every'])
   if strategy.device_loop:
-    program = _program(segment_program, family.model, family.tx, False, family.depths)
-    prev = 0
-    for stop in schedule:
-      state, metrics = program(state, branch, idx, data.x_train, f_train, data.y_train,
-                               data.x_test, f_test, data.y_test, data.valid, np.int32(prev),
-                               np.int32(stop))
-      points.append(np.asarray(metrics))
-      prev = stop
+    variables, metrics, reused = _train_in_program(family, inputs, strategy.pack, schedule)
   else:
-    step_fn = _program(step_program, family.model, family.tx, family.depths)
-    program = _program(eval_program, family.model, family.depths)
-    eval_fn = lambda variables, *chunk: program(variables, branch, *chunk)
-    loss, schedule_set = jnp.float32(jnp.nan), set(schedule)
-    for t in range(hyper['steps'] + 1):
-      if t in schedule_set:
-        points.append(_evaluate(eval_fn, state, data, f_test, loss))
-      if t == hyper['steps']:
-        break
-      state, loss = step_fn(state, branch, idx, data.x_train, f_train, data.y_train, np.int32(t))
-  return [_curve(schedule, points) + (_variables(state), family.depths.depths[reused])]
+    variables, metrics, reused = _train_stepwise(family, inputs, schedule)
+  if not strategy.pack:
+    return [_curve(schedule, metrics) + (variables, reused)]
+  finals = _host(variables)
+  return [_curve(schedule, metrics[r]) + (jax.tree.map(lambda a, r=r: a[r], finals), 0)
+          for r in range(metrics.shape[0])]
+
+
+def _train_in_program(family: _Family, inputs: _RunInputs, packed: bool, schedule):
+  """One call of the family's :func:`run_program`: (variables, metrics on host, layers reused)."""
+  data = family.data
+  points = np.array([[0, schedule[0]], *zip(schedule[:-1], schedule[1:])], np.int32)
+  arrays = (data.x_train, data.y_train, data.x_test, data.y_test, data.valid)
+  start, idx = inputs.start, inputs.idx
+  shardings = _run_sharding(idx.shape[0]) if packed else None
+  if shardings:
+    by_run, replicated = shardings
+    start, idx = jax.device_put(start, by_run), jax.device_put(idx, by_run)
+    arrays = jax.device_put(arrays, replicated)
+  branch, features, reused = 0, family.unused_features(), 0
+  if inputs.depth_index and family.depths.switch:
+    branch, features, reused = family.cached_prefix(inputs.depth_index, inputs.keys)
+  rows = family.data.x_train.shape[0] + math.prod(family.data.y_test.shape)
+  program = _program(run_program, family.model, family.input_shape, family.tx, packed,
+                     family.depths, _divisor_at_most(rows, 1024))
+  variables, metrics, computed = program(start, (np.int32(branch), *features), idx, arrays,
+                                         points, np.int32(inputs.depth_index))
+  if branch:
+    family.keep_prefix(inputs.keys[inputs.depth_index - 1], computed)
+  return variables, np.asarray(metrics), family.depths.depths[reused]
+
+
+def _train_stepwise(family: _Family, inputs: _RunInputs, schedule):
+  """A Python loop over one compiled step (``sequential``): (variables, metrics, 0)."""
+  data, depth_index = family.data, inputs.depth_index
+  state = _program(start_program, family.model, family.input_shape, family.tx)(*inputs.start)
+  f_train, f_test = family.stepwise_features(_variables(state), depth_index)
+  step_fn = _program(step_program, family.model, family.tx, family.depths)
+  program = _program(eval_program, family.model, family.depths)
+  eval_fn = lambda variables, *chunk: program(variables, depth_index, *chunk)
+  idx, points = jnp.asarray(inputs.idx), []
+  loss, schedule_set = jnp.float32(jnp.nan), set(schedule)
+  for t in range(family.hyper['steps'] + 1):
+    if t in schedule_set:
+      points.append(_evaluate(eval_fn, state, data, f_test, loss))
+    if t == family.hyper['steps']:
+      break
+    state, loss = step_fn(state, depth_index, idx, data.x_train, f_train, data.y_train,
+                          np.int32(t))
+  return _variables(state), np.stack(points), 0
 
 
 def _evaluate(eval_fn, state, data: FamilyData, f_test, train_loss) -> np.ndarray:
@@ -892,14 +934,15 @@ def _execute_phase(specs, store, data_dir, settings: _Settings) -> list:
   for pack in packs:
     pack.concurrent = threads
   train = functools.partial(_train_and_record, store=store, settings=settings)
+  items = _work_items(packs)
   if threads <= 1:
-    for pack in packs:
-      train(pack)
+    for item in items:
+      train(item)
     return left
   # Threads: JAX releases the GIL while a program runs, and compiles a program once when several
-  # threads call it first; each thread trains a whole pack, writes its records, takes the next.
+  # threads call it first; each thread trains an item's packs, writes their records, takes the next.
   with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix='transferbench-run') as pool:
-    futures = [pool.submit(train, pack) for pack in packs]
+    futures = [pool.submit(train, item) for item in items]
     try:
       for future in concurrent.futures.as_completed(futures):
         future.result()  # the first error (e.g. a bad source checkpoint) stops the phase
@@ -908,6 +951,32 @@ def _execute_phase(specs, store, data_dir, settings: _Settings) -> list:
         future.cancel()
       raise
   return left
+
+
+def _frozen_layers(spec: runs.RunSpec) -> int:
+  return 0 if spec.fine_tuned or spec.condition == 'scratch' else spec.n_layers
+
+
+def _work_items(packs: list[_Pack]) -> list[list[_Pack]]:
+  """Packs in the order threads take them, one item (a list of packs) at a time.
+
+  An item holds the one-run packs of a source network (or of a seed's random frozen layers) with
+  frozen layers, shallowest first: the n = 2 run then continues from the n = 1 run's outputs
+  (:meth:`_Family.cached_prefix`), kept by the same thread. Items with the most training go
+  first (runs' steps times the share of layers they train), so the threads finish together.
+  """
+  items: dict = {}
+  for i, pack in enumerate(packs):
+    spec = pack.specs[0]
+    if pack.strategy.pack or not _frozen_layers(spec):
+      items[i] = [pack]
+    else:
+      owner = spec.source_checkpoint or spec.source_run or ('init', spec.seed)
+      items.setdefault((id(pack.family), owner), []).append(pack)
+  work = lambda p: sum(s.hyper['steps'] * (1 - _frozen_layers(s) / p.family.model.num_layers)
+                       for s in p.specs)
+  ordered = [sorted(item, key=lambda p: _frozen_layers(p.specs[0])) for item in items.values()]
+  return sorted(ordered, key=lambda item: -sum(map(work, item)))
 
 
 def _make_family(spec0, target, data_dir, strategy: Strategy) -> _Family:
@@ -921,32 +990,35 @@ def _make_family(spec0, target, data_dir, strategy: Strategy) -> _Family:
   input_shape = tuple(task.input_shape)
   shapes_only = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), input_shape))
   depths = family_depths(model, shapes_only, input_shape, data, strategy)
-  return _Family(model, tx, data, task.num_classes, input_shape, hyper, depths, task)
+  zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes_only)
+  return _Family(model, tx, data, task.num_classes, input_shape, hyper, zeros, depths, task)
 
 
-def _train_and_record(pack: _Pack, *, store: ResultsStore, settings: _Settings) -> None:
-  """Trains one pack under its runs' claims and writes their records (and base nets' weights)."""
-  family, strategy, size = pack.family, pack.strategy, pack.size
-  names = models.layer_names(family.model.num_layers)
-  with contextlib.ExitStack() as claims:
-    chunk = [spec for spec in pack.specs if _claim(claims, store, spec)]
-    if not chunk:
-      return
-    t0 = time.time()
-    padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
-    states, idx, depth_index, keys = _pack_inputs(padded, family, store, strategy.pack)
-    results = _train_pack(family, states, idx, depth_index, strategy, keys)
-    wall = (time.time() - t0) / len(chunk)
-    for spec, (curve, diverged_at, variables, reused) in zip(chunk, results):
-      record = _record(spec, curve, diverged_at, family.model, names, strategy, size, wall, t0,
-                       family.depths.depths[depth_index], reused, pack.concurrent)
-      if record['status'] == 'complete' and spec.condition == 'scratch':
-        runs.save_weights(spec, store, variables, family.task)
-      store.write_record(record)
-      store.log_attempt(spec.run_id, 'end', status=record['status'])
-      if settings.on_record:
-        with settings.record_lock:
-          settings.on_record(spec, record)
+def _train_and_record(item: list[_Pack], *, store: ResultsStore, settings: _Settings) -> None:
+  """Trains an item's packs, each under its runs' claims, and writes their records (and base
+  nets' weights)."""
+  for pack in item:
+    family, strategy, size = pack.family, pack.strategy, pack.size
+    names = models.layer_names(family.model.num_layers)
+    with contextlib.ExitStack() as claims:
+      chunk = [spec for spec in pack.specs if _claim(claims, store, spec)]
+      if not chunk:
+        continue
+      t0 = time.time()
+      padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape per family: pad the last pack
+      inputs = _run_inputs(padded, family, store, strategy.pack)
+      results = _train_pack(family, inputs, strategy)
+      wall = (time.time() - t0) / len(chunk)
+      for spec, (curve, diverged_at, variables, reused) in zip(chunk, results):
+        record = _record(spec, curve, diverged_at, family.model, names, strategy, size, wall, t0,
+                         family.depths.depths[inputs.depth_index], reused, pack.concurrent)
+        if record['status'] == 'complete' and spec.condition == 'scratch':
+          runs.save_weights(spec, store, variables, family.task)
+        store.write_record(record)
+        store.log_attempt(spec.run_id, 'end', status=record['status'])
+        if settings.on_record:
+          with settings.record_lock:
+            settings.on_record(spec, record)
 
 
 def _claim(claims: contextlib.ExitStack, store: ResultsStore, spec: runs.RunSpec) -> bool:

@@ -87,17 +87,24 @@ def test_claim_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
 OVERRIDES = ['--config.train.steps=100', '--config.train.eval_every=25']
 
 
-def _sweep_command(data_dir, results, checkpoint_every=0):
+# A sweep long enough that a worker process started with it (~1.6 s to import and load) gets a
+# share before this process alone has trained every run (~1.1 s for the 24 runs of 100 steps;
+# 96 runs of 1000 steps: the worker trained 23).
+LONGER = ('--config.seeds=8', '--config.train.steps=1000', '--config.train.eval_every=250')
+
+
+def _sweep_command(data_dir, results, checkpoint_every=0, changes=()):
   """The sweep as a subprocess; runs with steps > checkpoint_every > 0 take the per-run path
   (progress checkpoints), the others the packed one (harness.packing)."""
   sweep = os.path.join(ROOT, 'tests', 'tiny_sweep.py')
   return [sys.executable, '-m', 'harness.cli', 'run', sweep, '--arg', data_dir, '--results',
-          str(results), '--no-progress', *OVERRIDES, f'--config.checkpoint_every={checkpoint_every}']
+          str(results), '--no-progress', *OVERRIDES, f'--config.checkpoint_every={checkpoint_every}',
+          *changes]
 
 
-def _config(data_dir, checkpoint_every):
+def _config(data_dir, checkpoint_every, changes=()):
   return sweeps.apply_overrides(sweeps.load_sweep(os.path.join(ROOT, 'tests', 'tiny_sweep.py'), data_dir),
-                                [*OVERRIDES, f'--config.checkpoint_every={checkpoint_every}'])
+                                [*OVERRIDES, f'--config.checkpoint_every={checkpoint_every}', *changes])
 
 
 @pytest.fixture(scope='module')
@@ -105,13 +112,14 @@ def uninterrupted(data_dir, tmp_path_factory):
   """The uninterrupted sweep's curves by run id, per checkpoint_every (which picks the path:
   packed and per-run training agree to float tolerance, each with itself bit for bit)."""
   cache = {}
-  def curves(checkpoint_every):
-    if checkpoint_every not in cache:
+  def curves(checkpoint_every, changes=()):
+    if (checkpoint_every, changes) not in cache:
       results = tmp_path_factory.mktemp('uninterrupted')
-      config = _config(data_dir, checkpoint_every)
+      config = _config(data_dir, checkpoint_every, changes)
       assert runner.run_sweep(config, results, progress=False).failed == []
-      cache[checkpoint_every] = {r['run_id']: r['curve'] for r in ResultsStore(results).records()}
-    return cache[checkpoint_every]
+      cache[checkpoint_every, changes] = {r['run_id']: r['curve']
+                                          for r in ResultsStore(results).records()}
+    return cache[checkpoint_every, changes]
   return curves
 
 
@@ -183,13 +191,14 @@ def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, t
   """``--config.execution.workers=2``: this process and one pinned worker share the sweep;
   transfers wait for a source the other one trains and are then packed as usual."""
   results = tmp_path / 'two'
-  done = subprocess.run(_sweep_command(data_dir, results) + ['--config.execution.workers=2'],
+  done = subprocess.run(_sweep_command(data_dir, results, 0, LONGER)
+                        + ['--config.execution.workers=2'],
                         cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'programs compiled over 2 worker processes' in done.stdout
   num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
                  for spec in sweeps.expand(_config(data_dir, 0)))
-  records = _check_same_results_once_each(results, uninterrupted(0), num_test)
+  records = _check_same_results_once_each(results, uninterrupted(0, LONGER), num_test)
   pids = {a['pid'] for run_id in records for a in ResultsStore(results).attempts(run_id)}
   assert len(pids) == 2
   assert {r['execution']['strategy'] for r in records.values()} == {'fused'}  # none left to per_run

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import packing, runner, runs, sweeps
+from harness import packing, runner, runs, sweeps, transfer
 from harness.results import ResultsStore
 from tests.test_sweeps import tiny_config
 
@@ -114,12 +114,21 @@ def test_concurrent_runs_give_the_same_records_and_reuse_frozen_outputs(per_run,
   _assert_same_curves(_curves(reference, specs), curves[2], num_test)
 
 
-def test_prefix_keys_identify_equal_leading_layers():
-  a = {'params': {f'layer{i}': {'kernel': np.full((2, 2), i, np.float32)} for i in (1, 2, 3)}}
-  b = {'params': dict(a['params'], layer2={'kernel': np.zeros((2, 2), np.float32)})}
-  names = ('layer1', 'layer2', 'layer3', 'head')
-  ka, kb = packing.prefix_keys(a, names), packing.prefix_keys(b, names)
-  assert len(ka) == 3 and ka[0] == kb[0] and ka[1] != kb[1] and ka[2] != kb[2]
+def test_prefix_keys_identify_equal_leading_layers(data_dir):
+  """Leading layers start equal exactly when copied from one source network, or initialised
+  with one seed's key."""
+  specs = sweeps.expand(tiny_config(data_dir))  # MLP: layer1, layer2, head
+
+  def keys(condition, n, seed):
+    spec, = [s for s in specs if (s.condition, s.n_layers, s.seed, s.fine_tuned)
+             == (condition, n, seed, False)]
+    return packing.prefix_keys(spec, transfer.make_plan(condition, n, False, 3))
+
+  bnb1, bnb2, anb1 = keys('selffer', 1, 0), keys('selffer', 2, 0), keys('transfer', 1, 0)
+  assert len(bnb1) == 2 and bnb1[0] == bnb2[0] and bnb1[1] != bnb2[1]  # layer 2: own init, copied
+  assert anb1[0] != bnb1[0] and keys('selffer', 1, 1)[0] != bnb1[0]  # other source networks
+  assert keys('random_frozen', 1, 0) == keys('random_frozen', 2, 0)  # one seed's initial weights
+  assert keys('random_frozen', 1, 1)[0] != keys('random_frozen', 1, 0)[0]
 
 
 def test_one_training_program_per_family(per_run, data_dir, tmp_path):
@@ -131,9 +140,9 @@ def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   execution = json.loads((tmp_path / 'execution.json').read_text())
   assert execution == report.execution
   assert report.completed == 24 and execution['families'] == 1
-  # The training program (a branch per number of frozen layers), the frozen-prefix program
-  # (outputs of frozen layers, once per run), the starting-state builder and the initialiser.
-  assert execution['programs_compiled'] == 4
+  # One program per run: initial weights and copied layers, the frozen layers' outputs (a branch
+  # per number of frozen layers), every training step and evaluation.
+  assert execution['programs_compiled'] == 1
 
 
 def test_balanced_packs_pad_little():
