@@ -218,9 +218,10 @@ class Depths:
   """The frozen depths a family's programs have a branch for (static, hashable).
 
   ``depths[i]`` is a number of leading frozen layers whose output a run computes once
-  (:func:`prefix_program`) and trains on; branch i of every program starts at ``layer{depths[i]}``
-  (``depths[0] == 0``: the input). ``shapes[i]`` is that layer's per-example output shape, stored
-  flat and zero-padded to ``width`` columns in one features buffer per family.
+  (:func:`_frozen_outputs`, :func:`prefix_program`) and trains on; branch i of every program
+  starts at ``layer{depths[i]}`` (``depths[0] == 0``: the input). ``shapes[i]`` is that
+  layer's per-example output shape, stored flat and zero-padded to ``width`` columns in one
+  features buffer per family.
 
   ``switch``: the branches are a ``lax.switch`` inside one program (the ``fused`` strategy), or
   each depth used compiles its own program (``sequential``, conv nets on CPU): XLA's CPU backend
