@@ -343,18 +343,19 @@ def prefix_pairs(depths: Depths) -> list[tuple[int, int]]:
 
 
 def _frozen_outputs(variables, branch, x_train, x_test, f_train, f_test, *, model,
-                    depths: Depths, chunk: int):
+                    depths: Depths):
   """A run's frozen layers' outputs on its training rows and test rows, inside its program.
 
   ``branch`` 0 returns ``f_train``, ``f_test`` as given (no frozen layers, or another run with
   the same frozen layers computed them); branch k computes the outputs of layer
-  ``depths.depths[b]``, ``chunk`` rows at a time, from the inputs (a = 0) or from the given
+  ``depths.depths[b]``, at most 1024 rows at a time, from the inputs (a = 0) or from the given
   outputs of layer ``depths.depths[a]``, where ``(a, b) = prefix_pairs(depths)[k - 1]``.
 
   Returns:
     ``(training rows' outputs (num_train, width), test rows' (*test_chunks, width))``.
   """
   num_train, test_chunks, width = x_train.shape[0], x_test.shape[:2], depths.width
+  chunk = _divisor_at_most(num_train + math.prod(test_chunks), 1024)
 
   def compute(a, b, _):
     if a == 0:
@@ -396,12 +397,11 @@ def _start_one(seed, transferred, copied, copy, train, *, model, input_shape, tx
   variables = {c: jax.tree.map(lambda m, s, i: jnp.where(m > 0, s, i),
                                transfer.leaf_mask(init[c], names, copy), copied[c], init[c])
                for c in ('params', 'batch_stats')}
-  plan = transfer.Plan(copy=copy, train=train)
   return training.TrainState(
       step=jnp.zeros((), jnp.int32), params=variables['params'],
       batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
-      trainable=transfer.leaf_mask(variables['params'], names, plan.train),
-      stats_trainable=transfer.leaf_mask(variables['batch_stats'], names, plan.train),
+      trainable=transfer.leaf_mask(variables['params'], names, train),
+      stats_trainable=transfer.leaf_mask(variables['batch_stats'], names, train),
       frozen=1.0 - train, rng=jax.random.fold_in(jax.random.key(seed), 2))
 
 
@@ -416,7 +416,7 @@ def start_program(model, input_shape: tuple, tx) -> Callable:
 # The whole run as one program (the in-program strategies: fused, vmap).
 
 def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_shape, tx,
-               depths: Depths, chunk: int):
+               depths: Depths):
   """One run from its starting state to its last evaluation.
 
   Args:
@@ -437,7 +437,7 @@ def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_sh
   features = ()
   if depths.switch and len(depths.depths) > 1:
     f_train, f_test = _frozen_outputs(_variables(state), branch, x_train, x_test, f_train,
-                                      f_test, model=model, depths=depths, chunk=chunk)
+                                      f_test, model=model, depths=depths)
     features = (f_train, f_test)
 
   def point(state, bounds):
@@ -449,13 +449,11 @@ def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_sh
 
 
 @functools.lru_cache(maxsize=None)
-def run_program(model, input_shape: tuple, tx, packed: bool, depths: Depths = Depths(),
-                chunk: int = 1) -> Callable:
+def run_program(model, input_shape: tuple, tx, packed: bool, depths: Depths = Depths()) -> Callable:
   """``(start, prefix, idx, data, points, depth_index) -> (variables, metrics, features)`` (see
   :func:`_whole_run`): a family's one program, with a run axis on ``start``, ``idx`` and the
   outputs if ``packed``."""
-  fn = functools.partial(_whole_run, model=model, input_shape=input_shape, tx=tx,
-                         depths=depths, chunk=chunk)
+  fn = functools.partial(_whole_run, model=model, input_shape=input_shape, tx=tx, depths=depths)
   if packed:
     fn = jax.vmap(fn, in_axes=(0, None, 0, None, None, None), out_axes=(0, 0, None))
   return jax.jit(fn)
@@ -515,18 +513,23 @@ def _run_inputs(specs, family, store: ResultsStore, packed: bool) -> _RunInputs:
                    plan.train.astype(np.float32)))
     idx.append(_batch_order(spec, family.data.num_train))
     plans.append(plan)
-  depth_index = family.depth_index(plans[0])
-  if packed:
+  if packed:  # packs have only depth 0 (family_depths)
     return _RunInputs(jax.tree.map(lambda *xs: np.stack(xs), *starts), np.stack(idx), 0, ())
+  depth_index = family.depth_index(plans[0])
   keys = prefix_keys(specs[0], plans[0]) if depth_index else ()
   return _RunInputs(starts[0], idx[0], depth_index, keys)
+
+
+def _source_id(spec: runs.RunSpec) -> str | None:
+  """Where a run's source network comes from (a checkpoint path or a run id), None if none."""
+  return spec.source_checkpoint or spec.source_run
 
 
 def prefix_keys(spec: runs.RunSpec, plan: transfer.Plan) -> tuple[str, ...]:
   """Keys of a run's leading layers: ``keys[d - 1]`` is equal for two runs of a family exactly
   when their layers 1..d start equal. A copied layer is named by its source network, another by
   the run's initial-weights key (``runs.init_key``: the seed, and scratch or not)."""
-  where = spec.source_checkpoint or spec.source_run
+  where = _source_id(spec)
   digest, keys = hashlib.blake2b(digest_size=16), []
   for layer, copied in enumerate(plan.copy[:-1]):
     name = ('copy', where, layer) if copied else ('init', spec.seed, spec.condition != 'scratch',
@@ -640,7 +643,7 @@ class _Family:
 
   def source(self, spec: runs.RunSpec, store: ResultsStore) -> dict:
     """A transfer's source network, read once per family (not once per run)."""
-    where = spec.source_checkpoint or spec.source_run
+    where = _source_id(spec)
     with self.lock:
       if where not in self.sources:
         self.sources[where] = _host(runs._source_variables(  # pylint: disable=protected-access
@@ -704,9 +707,8 @@ def _train_in_program(family: _Family, inputs: _RunInputs, packed: bool, schedul
   branch, features, reused = 0, family.unused_features(), 0
   if inputs.depth_index and family.depths.switch:
     branch, features, reused = family.cached_prefix(inputs.depth_index, inputs.keys)
-  rows = family.data.x_train.shape[0] + math.prod(family.data.y_test.shape)
   program = _program(run_program, family.model, family.input_shape, family.tx, packed,
-                     family.depths, _divisor_at_most(rows, 1024))
+                     family.depths)
   variables, metrics, computed = program(start, (np.int32(branch), *features), idx, arrays,
                                          points, np.int32(inputs.depth_index))
   if branch:
@@ -972,7 +974,7 @@ def _work_items(packs: list[_Pack]) -> list[list[_Pack]]:
     if pack.strategy.pack or not _frozen_layers(spec):
       items[i] = [pack]
     else:
-      owner = spec.source_checkpoint or spec.source_run or ('init', spec.seed)
+      owner = _source_id(spec) or ('init', spec.seed)
       items.setdefault((id(pack.family), owner), []).append(pack)
   work = lambda p: sum(s.hyper['steps'] * (1 - _frozen_layers(s) / p.family.model.num_layers)
                        for s in p.specs)
