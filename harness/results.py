@@ -142,6 +142,7 @@ class ResultsStore:
     Returns:
       False if another worker completed the run meanwhile; else True, with ``start`` logged.
     """
+    self._log_missing_end(run_id)
     status = self.status(run_id)
     if status == 'complete':
       return False
@@ -157,10 +158,43 @@ class ResultsStore:
     line = json.dumps({'event': event, **worker_identity(), 'time': time.time(), **fields})
     path = self.run_dir(run_id) / 'attempts.jsonl'
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:  # One short O_APPEND write per line.
-      f.write(line + '\n')
+    with open(path, 'ab+') as f:  # One short O_APPEND write per line.
+      f.seek(0, os.SEEK_END)
+      torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b'\n'
+      f.write((('\n' if torn else '') + line + '\n').encode())  # after a torn last line, a new one
       f.flush()
       os.fsync(f.fileno())
+
+  def log_missing_end(self, run_id: str) -> bool:
+    """Logs the ``end`` of a finished run whose worker died after writing its record.
+
+    A record is written before its attempt's ``end`` line, so a worker killed between the two
+    leaves a finished run whose last logged event is its ``start``. This appends that ``end``
+    with the writer's identity and finish time (from the record) and ``logged_late_by``, so the
+    log says the run finished once. It does nothing while a live worker holds the run's claim
+    (that worker logs its own end).
+
+    Returns:
+      Whether a missing ``end`` was logged.
+    """
+    log = self.attempts(run_id)
+    if not log or log[-1]['event'] != 'start' or self.status(run_id) not in ('complete', 'failed'):
+      return False
+    with self.claim(run_id) as mine:
+      return mine and self._log_missing_end(run_id)
+
+  def _log_missing_end(self, run_id: str) -> bool:
+    """:meth:`log_missing_end` for a caller that holds the run's claim."""
+    log = self.attempts(run_id)
+    if not log or log[-1]['event'] != 'start' or self.status(run_id) not in ('complete', 'failed'):
+      return False
+    record = self.read_record(run_id)
+    writer = record.get('executor') or {}
+    if not writer or any(log[-1].get(k) != v for k, v in writer.items()):
+      return False  # the record is not that attempt's
+    self.log_attempt(run_id, 'end', **writer, time=record.get('finished_at', time.time()),
+                     status=record['status'], logged_late_by=worker_identity())
+    return True
 
   def attempts(self, run_id: str) -> list[dict]:
     """The run's attempts log (a torn last line from a crash mid-write is skipped)."""

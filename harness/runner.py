@@ -110,6 +110,10 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
   """
   start = time.time()
   todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
+  pending = {spec.run_id for spec in todo}
+  for spec in specs:  # finished by a worker that died before logging its end?
+    if spec.run_id not in pending:
+      store.log_missing_end(spec.run_id)
   failed: list[str] = []
   trained = 0
   # In a log file (cluster job, CI) a line every 30 s; in a terminal a live bar with an ETA.

@@ -82,6 +82,55 @@ def test_claim_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
     assert mine
 
 
+@pytest.mark.parametrize('checkpoint_every', [4, 0], ids=['per-run path', 'packed path'])
+def test_worker_killed_between_record_and_end_line_is_logged_as_finished_once(
+    checkpoint_every, data_dir, tmp_path, monkeypatch):
+  """The one moment where a kill leaves a finished run whose log ends in ``start``: the next
+  sweep does not rerun it and logs its end (with the writer's identity) exactly once."""
+  config = tiny_config(data_dir, checkpoint_every=checkpoint_every)
+  log_attempt = ResultsStore.log_attempt
+  def die_before_the_first_end(self, run_id, event, **fields):
+    if event == 'end':
+      raise Crash()
+    log_attempt(self, run_id, event, **fields)
+  monkeypatch.setattr(ResultsStore, 'log_attempt', die_before_the_first_end)
+  with pytest.raises(Crash):
+    runner.run_sweep(config, tmp_path, progress=False)
+  monkeypatch.setattr(ResultsStore, 'log_attempt', log_attempt)
+  store = ResultsStore(tmp_path)
+  dead = [p.name for p in store.runs_dir.iterdir() if store.status(p.name) == 'complete']
+  assert dead and all([a['event'] for a in store.attempts(run_id)] == ['start'] for run_id in dead)
+  holder = subprocess.Popen(  # while a live worker holds a run, its end is that worker's to log
+      [sys.executable, '-c', 'import time; from harness.results import ResultsStore\n'
+       f'with ResultsStore({str(tmp_path)!r}).claim({dead[0]!r}): print(flush=True); time.sleep(60)'],
+      cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    holder.stdout.readline()
+    assert not store.log_missing_end(dead[0])
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  assert report.failed == [] and report.skipped == len(dead)  # not trained again
+  for run_id in dead:
+    start, end = store.attempts(run_id)
+    record = store.read_record(run_id)
+    assert end['event'] == 'end' and end['status'] == 'complete'
+    assert end['pid'] == start['pid'] == record['executor']['pid']  # the writer's end, logged late
+    assert end['time'] == record['finished_at'] and end['logged_late_by']['pid'] == os.getpid()
+    assert not store.log_missing_end(run_id)  # once
+  _check_same_results_once_each(tmp_path, {r['run_id']: r['curve'] for r in store.records()})
+
+
+def test_attempts_log_skips_a_torn_line_and_appends_after_it(tmp_path):
+  store = ResultsStore(tmp_path)
+  store.log_attempt('r1', 'start')
+  with open(store.run_dir('r1') / 'attempts.jsonl', 'a') as f:
+    f.write('{"event": "en')  # killed mid-write
+  store.log_attempt('r1', 'end', status='complete')
+  assert [a['event'] for a in store.attempts('r1')] == ['start', 'end']
+
+
 # A sweep whose runs are long enough (100 steps) for kills to land inside runs, and short enough
 # for the test suite.
 OVERRIDES = ['--config.train.steps=100', '--config.train.eval_every=25']
