@@ -56,13 +56,14 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib
 import itertools
 import math
 import os
 import threading
 import time
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -177,8 +178,10 @@ def _padded(a: np.ndarray, rows: int, shape: tuple = ()) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=8)
-def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyData | None:
-  """The padded device-resident splits of a task, or None for streamed (too big) data."""
+def family_shapes(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyData | None:
+  """:func:`family_data`'s shapes (``jax.ShapeDtypeStruct`` arrays) and sizes, without building
+  it, or None for streamed (too big) data: enough to group runs into families and compile their
+  programs while the data is still being padded."""
   data, train, test = runs.device_task(target, data_dir)
   if not (isinstance(train, tuple) and isinstance(test, tuple)):
     return None
@@ -189,11 +192,29 @@ def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyD
   # images in chunks of 2048 were 6144 rows, 23% of the evaluation, which dominates short runs).
   chunks = -(-bucket(n_test) // eval_chunk)
   chunk = -(-bucket(n_test) // chunks // 16) * 16 if n_test > 16 else n_test
-  rows = chunks * chunk
-  valid = (np.arange(rows) < n_test).reshape(chunks, chunk)
-  return FamilyData(_padded(x_train, bucket(n_train)), _padded(y_train, bucket(n_train)), n_train,
-                    _padded(x_test, rows, (chunks, chunk, *x_test.shape[1:])),
-                    _padded(y_test, rows, (chunks, chunk)), jax.device_put(valid), n_test)
+  shape = lambda rows, a: jax.ShapeDtypeStruct((*rows, *a.shape[1:]),
+                                                jax.dtypes.canonicalize_dtype(a.dtype))
+  return FamilyData(shape((bucket(n_train),), x_train), shape((bucket(n_train),), y_train), n_train,
+                    shape((chunks, chunk), x_test), shape((chunks, chunk), y_test),
+                    jax.ShapeDtypeStruct((chunks, chunk), np.bool_), n_test)
+
+
+@functools.lru_cache(maxsize=8)
+def family_data(target, data_dir: str | None, eval_chunk: int = 2048) -> FamilyData | None:
+  """The padded device-resident splits of a task (shaped as :func:`family_shapes`), or None for
+  streamed (too big) data."""
+  shapes = family_shapes(target, data_dir, eval_chunk)
+  if shapes is None:
+    return None
+  data = runs.device_task(target, data_dir)[0]
+  (x_train, y_train), (x_test, y_test) = data.train, data.test  # host arrays
+  rows = math.prod(shapes.valid.shape)
+  valid = (np.arange(rows) < shapes.num_test).reshape(shapes.valid.shape)
+  return FamilyData(_padded(x_train, shapes.x_train.shape[0]),
+                    _padded(y_train, shapes.y_train.shape[0]), shapes.num_train,
+                    _padded(x_test, rows, shapes.x_test.shape),
+                    _padded(y_test, rows, shapes.y_test.shape), jax.device_put(valid),
+                    shapes.num_test)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -511,13 +532,18 @@ def _run_inputs(specs, family, store: ResultsStore, packed: bool) -> _RunInputs:
     starts.append((np.int32(spec.seed), np.bool_(spec.condition != 'scratch'),
                    family.copied(source, plan, names), plan.copy.astype(np.float32),
                    plan.train.astype(np.float32)))
-    idx.append(_batch_order(spec, family.data.num_train))
+    idx.append(_batch_order(spec, family.shapes.num_train))
     plans.append(plan)
   if packed:  # packs have only depth 0 (family_depths)
-    return _RunInputs(jax.tree.map(lambda *xs: np.stack(xs), *starts), np.stack(idx), 0, ())
+    return _RunInputs(_stacked(starts), np.stack(idx), 0, ())
   depth_index = family.depth_index(plans[0])
   keys = prefix_keys(specs[0], plans[0]) if depth_index else ()
   return _RunInputs(starts[0], idx[0], depth_index, keys)
+
+
+def _stacked(trees: Sequence) -> Any:
+  """Equal trees stacked leaf by leaf on a new first (run) axis."""
+  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
 def _source_id(spec: runs.RunSpec) -> str | None:
@@ -557,25 +583,38 @@ class _Family:
 
   ``depths``: the frozen depths the programs branch on (only depth 0 for packs, models with
   dropout, or features too big for ``MAX_FEATURE_BYTES``); ``zeros``: the network's variables
-  as zeros (:meth:`copied` of runs that copy nothing); ``inputs``: training then test inputs
-  (frozen outputs of program-per-depth families); ``sources``: source networks' weights read so
-  far; ``prefix_cache``: frozen layers' outputs by :func:`prefix_keys` (least recently used
-  first).
+  as zeros (:meth:`copied` of runs that copy nothing); ``shapes``: :func:`family_shapes` of the
+  target (:attr:`data` is built on first use, or ahead by :func:`_prepared`); ``inputs``:
+  training then test inputs (frozen outputs of program-per-depth families); ``sources``:
+  source networks' weights read so far; ``prefix_cache``: frozen layers' outputs by
+  :func:`prefix_keys` (least recently used first).
   """
   model: Any
   tx: optax.GradientTransformation
-  data: FamilyData
+  shapes: FamilyData
   num_classes: int
   input_shape: tuple
   hyper: dict
   zeros: dict
   depths: Depths = Depths()
   task: Any = None  # the target's tasks.TaskData (for the weights' metadata)
+  target: Any = None  # the target's tasks.TaskSpec and data directory (to build ``data``)
+  data_dir: str | None = None
+  built: FamilyData | None = None
   inputs: jax.Array | None = None
   placeholder: tuple | None = None
   sources: dict = dataclasses.field(default_factory=dict)
   prefix_cache: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
   lock: Any = dataclasses.field(default_factory=threading.Lock)
+  data_lock: Any = dataclasses.field(default_factory=threading.Lock)
+
+  @property
+  def data(self) -> FamilyData:
+    """The target's padded device-resident splits (:func:`family_data`), built once."""
+    with self.data_lock:
+      if self.built is None:
+        self.built = family_data(self.target, self.data_dir)
+      return self.built
 
   def depth_index(self, plan: transfer.Plan) -> int:
     """The branch for a run: its number of leading frozen layers if the programs have one."""
@@ -591,11 +630,11 @@ class _Family:
     """Frozen-prefix outputs of runs that read none: full size in a switched program (every run
     passes the same shapes), else :func:`_unused_features`."""
     if not (self.depths.switch and len(self.depths.depths) > 1):
-      return _unused_features(self.data)
+      return _unused_features(self.shapes)
     with self.lock:
       if self.placeholder is None:
-        self.placeholder = (jnp.zeros((self.data.x_train.shape[0], self.depths.width)),
-                            jnp.zeros((*self.data.y_test.shape, self.depths.width)))
+        self.placeholder = (jnp.zeros((self.shapes.x_train.shape[0], self.depths.width)),
+                            jnp.zeros((*self.shapes.y_test.shape, self.depths.width)))
       return self.placeholder
 
   def cached_prefix(self, depth_index: int, keys: tuple) -> tuple[int, tuple, int]:
@@ -622,7 +661,7 @@ class _Family:
 
   def prefix_cache_size(self) -> int:
     """Frozen-prefix outputs kept for later runs: 16 at most, within ``MAX_FEATURE_BYTES``."""
-    rows = self.data.x_train.shape[0] + math.prod(self.data.y_test.shape)
+    rows = self.shapes.x_train.shape[0] + math.prod(self.shapes.y_test.shape)
     return max(1, min(16, MAX_FEATURE_BYTES // max(1, rows * self.depths.width * 4)))
 
   def stepwise_features(self, variables, depth_index: int) -> tuple:
@@ -693,9 +732,10 @@ def _train_pack(family: _Family, inputs: _RunInputs,
           for r in range(metrics.shape[0])]
 
 
-def _train_in_program(family: _Family, inputs: _RunInputs, packed: bool, schedule):
-  """One call of the family's :func:`run_program`: (variables, metrics on host, layers reused)."""
-  data = family.data
+def _program_args(data: FamilyData, inputs: _RunInputs, branch: int, features: tuple,
+                  schedule: Sequence[int], packed: bool) -> tuple:
+  """The arguments of a pack's :func:`run_program` call (``data``'s arrays may be shapes only:
+  :func:`_compile_ahead`)."""
   points = np.array([[0, schedule[0]], *zip(schedule[:-1], schedule[1:])], np.int32)
   arrays = (data.x_train, data.y_train, data.x_test, data.y_test, data.valid)
   start, idx = inputs.start, inputs.idx
@@ -704,16 +744,92 @@ def _train_in_program(family: _Family, inputs: _RunInputs, packed: bool, schedul
     by_run, replicated = shardings
     start, idx = jax.device_put(start, by_run), jax.device_put(idx, by_run)
     arrays = jax.device_put(arrays, replicated)
+  return start, (np.int32(branch), *features), idx, arrays, points, np.int32(inputs.depth_index)
+
+
+def _family_run_program(family: _Family, packed: bool) -> Callable:
+  return _program(run_program, family.model, family.input_shape, family.tx, packed, family.depths)
+
+
+def _train_in_program(family: _Family, inputs: _RunInputs, packed: bool, schedule):
+  """One call of the family's :func:`run_program`: (variables, metrics on host, layers reused)."""
   branch, features, reused = 0, family.unused_features(), 0
   if inputs.depth_index and family.depths.switch:
     branch, features, reused = family.cached_prefix(inputs.depth_index, inputs.keys)
-  program = _program(run_program, family.model, family.input_shape, family.tx, packed,
-                     family.depths)
-  variables, metrics, computed = program(start, (np.int32(branch), *features), idx, arrays,
-                                         points, np.int32(inputs.depth_index))
+  args = _program_args(family.data, inputs, branch, features, schedule, packed)
+  variables, metrics, computed = _family_run_program(family, packed)(*args)
   if branch:
     family.keep_prefix(inputs.keys[inputs.depth_index - 1], computed)
   return variables, np.asarray(metrics), family.depths.depths[reused]
+
+
+def _compile_ahead(family: _Family, strategy: Strategy, size: int) -> None:
+  """Compiles a family's :func:`run_program` for packs of ``size`` from shapes alone, so that
+  compiling overlaps with building the data; the packs' calls then find it compiled (one
+  compilation, as before). Packs sharded over several devices are compiled by their call."""
+  if not strategy.device_loop or (strategy.pack and _run_sharding(size)):
+    return
+  layers = family.model.num_layers
+  one = (np.int32(0), np.bool_(False), family.zeros, np.zeros(layers, np.float32),
+         np.zeros(layers, np.float32))
+  idx = np.zeros((max(1, family.hyper['steps']), family.hyper['batch_size']), np.int32)
+  inputs = (_RunInputs(_stacked([one] * size), _stacked([idx] * size), 0, ()) if strategy.pack
+            else _RunInputs(one, idx, 0, ()))
+  schedule = training.eval_steps(family.hyper['steps'], family.hyper['eval_every'])
+  args = _program_args(family.shapes, inputs, 0, family.unused_features(), schedule,
+                       strategy.pack)
+  avals = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
+  _family_run_program(family, strategy.pack).trace(*avals).lower().compile()
+
+
+@contextlib.contextmanager
+def _prepared(items: list[list[_Pack]]) -> Iterator[None]:
+  """Gets a phase's work ready in the background while its first runs wait for it: one thread
+  compiles the families' programs (:func:`_compile_ahead`), another imports orbax (if base nets'
+  weights will be saved) and builds the families' data, both in the order the runs need them.
+
+  On a 2-core CPU (the mlp/3x256 benchmark sweep) the one compilation now starts before the
+  0.4 s of data padding instead of after it, and ended 0.22-0.26 s earlier in each of 3
+  interleaved pairs of runs (2.22-2.64 s against 2.48-2.87 s into the sweep; the compiler already
+  keeps ~1.7 cores busy, so the overlap is partial); importing orbax (0.2 s) no longer stops both
+  training threads when the first base net is saved. Errors here are ignored: the runs' own
+  calls raise them.
+  """
+  packs = [pack for item in items for pack in item]
+  programs = {}  # one per compiled program: the two tasks of a pair share one
+  for pack in packs:
+    if pack.strategy.device_loop:
+      family, hyper = pack.family, pack.family.hyper
+      key = (_family_run_program(family, pack.strategy.pack), family.shapes.x_train.shape,
+             family.shapes.x_test.shape, hyper['steps'], hyper['batch_size'],
+             hyper['eval_every'], pack.size)
+      programs.setdefault(key, functools.partial(_compile_ahead, family, pack.strategy, pack.size))
+  families = list({id(pack.family): pack.family for pack in packs}.values())
+  saves = any(spec.condition == 'scratch' for pack in packs for spec in pack.specs)
+
+  def data():
+    if saves:  # runs.save_checkpoint imports it when the first base net is saved
+      importlib.import_module('orbax.checkpoint')
+    for family in families:
+      family.data  # pylint: disable=pointless-statement
+
+  def quietly(fns):
+    for fn in fns:
+      try:
+        fn()
+      except Exception:  # pylint: disable=broad-except
+        pass
+
+  threads = [threading.Thread(target=quietly, args=(fns,), daemon=True,
+                              name=f'transferbench-{name}')
+             for name, fns in (('compile', list(programs.values())), ('data', [data]))]
+  for thread in threads:
+    thread.start()
+  try:
+    yield
+  finally:
+    for thread in threads:
+      thread.join()
 
 
 def _train_stepwise(family: _Family, inputs: _RunInputs, schedule):
@@ -912,7 +1028,7 @@ def _execute_phase(specs, store, data_dir, settings: _Settings) -> list:
   left = []
   for spec in specs:
     strategy = choose_strategy(settings.strategy, settings.backend, spec.model)
-    data = family_data(spec.target, data_dir) if strategy.name != 'per_run' else None
+    data = family_shapes(spec.target, data_dir) if strategy.name != 'per_run' else None
     if data is None:
       left.append(spec)
       continue
@@ -938,10 +1054,17 @@ def _execute_phase(specs, store, data_dir, settings: _Settings) -> list:
     pack.concurrent = threads
   train = functools.partial(_train_and_record, store=store, settings=settings)
   items = _work_items(packs)
+  with _prepared(items):
+    _train_items(items, train, threads)
+  return left
+
+
+def _train_items(items: list[list[_Pack]], train: Callable, threads: int) -> None:
+  """Calls ``train`` on every item, in ``threads`` threads at once."""
   if threads <= 1:
     for item in items:
       train(item)
-    return left
+    return
   # Threads: JAX releases the GIL while a program runs, and compiles a program once when several
   # threads call it first; each thread trains an item's packs, writes their records, takes the next.
   with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix='transferbench-run') as pool:
@@ -953,7 +1076,6 @@ def _execute_phase(specs, store, data_dir, settings: _Settings) -> list:
       for future in futures:
         future.cancel()
       raise
-  return left
 
 
 def _frozen_layers(spec: runs.RunSpec) -> int:
@@ -985,7 +1107,7 @@ def _work_items(packs: list[_Pack]) -> list[list[_Pack]]:
 def _make_family(spec0, target, data_dir, strategy: Strategy) -> _Family:
   """The programs' static parts and the data of one family's runs on one target task."""
   task = runs.device_task(target, data_dir)[0]
-  data = family_data(target, data_dir)
+  data = family_shapes(target, data_dir)
   model = models.build_model(spec0.model, task.num_classes, **dict(spec0.model_kwargs))
   hyper = spec0.hyper
   tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
@@ -994,7 +1116,8 @@ def _make_family(spec0, target, data_dir, strategy: Strategy) -> _Family:
   shapes_only = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), input_shape))
   depths = family_depths(model, shapes_only, input_shape, data, strategy)
   zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes_only)
-  return _Family(model, tx, data, task.num_classes, input_shape, hyper, zeros, depths, task)
+  return _Family(model, tx, data, task.num_classes, input_shape, hyper, zeros, depths, task,
+                 target, data_dir)
 
 
 def _train_and_record(item: list[_Pack], *, store: ResultsStore, settings: _Settings) -> None:

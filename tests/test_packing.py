@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import packing, runner, runs, sweeps, transfer
+from harness import compilation, packing, runner, runs, sweeps, training, transfer
 from harness.results import ResultsStore
 from tests.test_sweeps import tiny_config
 
@@ -143,6 +143,28 @@ def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   # One program per run: initial weights and copied layers, the frozen layers' outputs (a branch
   # per number of frozen layers), every training step and evaluation.
   assert execution['programs_compiled'] == 1
+
+
+@pytest.mark.parametrize('strategy,size', [('fused', 1), ('vmap', 3)])
+def test_program_compiled_from_shapes_is_the_one_runs_call(strategy, size, data_dir, tmp_path):
+  """_compile_ahead compiles before the family's data exists; the packs' calls reuse it."""
+  config = tiny_config(data_dir)
+  config.model_kwargs.hidden = (16, 11) if strategy == 'fused' else (16, 9)  # new to this process
+  spec = sweeps.expand(config)[0]
+  chosen = packing.choose_strategy(strategy, 'cpu', spec.model)
+  family = packing._make_family(spec, spec.target, str(data_dir), chosen)
+  with compilation.CompileCounter() as ahead:
+    packing._compile_ahead(family, chosen, size)
+  assert ahead.xla + ahead.cache_hits >= 1
+  assert family.built is None  # compiled from shapes alone
+  specs = [s for s in sweeps.expand(config) if s.condition == 'scratch'][:size]
+  inputs = packing._run_inputs(specs, family, ResultsStore(tmp_path), chosen.pack)
+  schedule = training.eval_steps(spec.hyper['steps'], spec.hyper['eval_every'])
+  with compilation.CompileCounter() as call:
+    _, metrics, _ = packing._train_in_program(family, inputs, chosen.pack, schedule)
+  assert call.xla + call.cache_hits == 0  # the call found the program compiled
+  assert packing._family_run_program(family, chosen.pack)._cache_size() == 1
+  assert np.all(np.isfinite(metrics[..., :2]))  # accuracy and test loss (train loss: NaN at step 0)
 
 
 def test_balanced_packs_pad_little():
