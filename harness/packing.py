@@ -499,12 +499,16 @@ def programs_compiled() -> int:
 # ----------------------------------------------------------------------------------------------
 # Runs' inputs.
 
+def _index_shape(hyper: dict) -> tuple[int, int]:
+  """(rows, batch size) of a run's batch indices: a 0-step run still has a (never read) row."""
+  return max(1, hyper['steps']), hyper['batch_size']
+
+
 def _batch_order(spec: runs.RunSpec, num_train: int) -> np.ndarray:
-  """The run's batch indices, (steps, batch): exactly the order of the per-run path."""
-  hyper = spec.hyper
+  """The run's batch indices, :func:`_index_shape`: exactly the order of the per-run path."""
+  steps, batch_size = _index_shape(spec.hyper)
   data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
-  batches = training.batch_indices(num_train, hyper['batch_size'], data_rng)
-  steps = max(1, hyper['steps'])  # a 0-step run still needs a (never read) row
+  batches = training.batch_indices(num_train, batch_size, data_rng)
   return np.stack(list(itertools.islice(batches, steps))).astype(np.int32)
 
 
@@ -616,6 +620,10 @@ class _Family:
         self.built = family_data(self.target, self.data_dir)
       return self.built
 
+  def schedule(self) -> list[int]:
+    """The steps at which the family's runs are evaluated."""
+    return training.eval_steps(self.hyper['steps'], self.hyper['eval_every'])
+
   def depth_index(self, plan: transfer.Plan) -> int:
     """The branch for a run: its number of leading frozen layers if the programs have one."""
     frozen = int(np.argmax(plan.train > 0)) if np.any(plan.train > 0) else len(plan.train)
@@ -720,7 +728,7 @@ def _train_pack(family: _Family, inputs: _RunInputs,
     Per run: (curve, step at which it diverged or None, final variables, the number of frozen
     layers whose outputs it took from an earlier run: 0 = computed from the inputs).
   """
-  schedule = training.eval_steps(family.hyper['steps'], family.hyper['eval_every'])
+  schedule = family.schedule()
   if strategy.device_loop:
     variables, metrics, reused = _train_in_program(family, inputs, strategy.pack, schedule)
   else:
@@ -772,11 +780,10 @@ def _compile_ahead(family: _Family, strategy: Strategy, size: int) -> None:
   layers = family.model.num_layers
   one = (np.int32(0), np.bool_(False), family.zeros, np.zeros(layers, np.float32),
          np.zeros(layers, np.float32))
-  idx = np.zeros((max(1, family.hyper['steps']), family.hyper['batch_size']), np.int32)
+  idx = np.zeros(_index_shape(family.hyper), np.int32)
   inputs = (_RunInputs(_stacked([one] * size), _stacked([idx] * size), 0, ()) if strategy.pack
             else _RunInputs(one, idx, 0, ()))
-  schedule = training.eval_steps(family.hyper['steps'], family.hyper['eval_every'])
-  args = _program_args(family.shapes, inputs, 0, family.unused_features(), schedule,
+  args = _program_args(family.shapes, inputs, 0, family.unused_features(), family.schedule(),
                        strategy.pack)
   avals = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
   _family_run_program(family, strategy.pack).trace(*avals).lower().compile()
@@ -801,8 +808,7 @@ def _prepared(items: list[list[_Pack]]) -> Iterator[None]:
     if pack.strategy.device_loop:
       family, hyper = pack.family, pack.family.hyper
       key = (_family_run_program(family, pack.strategy.pack), family.shapes.x_train.shape,
-             family.shapes.x_test.shape, hyper['steps'], hyper['batch_size'],
-             hyper['eval_every'], pack.size)
+             family.shapes.x_test.shape, _index_shape(hyper), tuple(family.schedule()), pack.size)
       programs.setdefault(key, functools.partial(_compile_ahead, family, pack.strategy, pack.size))
   families = list({id(pack.family): pack.family for pack in packs}.values())
   saves = any(spec.condition == 'scratch' for pack in packs for spec in pack.specs)

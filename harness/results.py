@@ -177,20 +177,26 @@ class ResultsStore:
     Returns:
       Whether a missing ``end`` was logged.
     """
-    log = self.attempts(run_id)
-    if not log or log[-1]['event'] != 'start' or self.status(run_id) not in ('complete', 'failed'):
+    if self._unended_start(run_id) is None:  # checked without the claim first: the usual case
       return False
     with self.claim(run_id) as mine:
       return mine and self._log_missing_end(run_id)
 
-  def _log_missing_end(self, run_id: str) -> bool:
-    """:meth:`log_missing_end` for a caller that holds the run's claim."""
+  def _unended_start(self, run_id: str) -> dict | None:
+    """The run's last attempt line if it is a ``start`` and the run has a finished record."""
     log = self.attempts(run_id)
     if not log or log[-1]['event'] != 'start' or self.status(run_id) not in ('complete', 'failed'):
+      return None
+    return log[-1]
+
+  def _log_missing_end(self, run_id: str) -> bool:
+    """:meth:`log_missing_end` for a caller that holds the run's claim."""
+    start = self._unended_start(run_id)
+    if start is None:
       return False
     record = self.read_record(run_id)
     writer = record.get('executor') or {}
-    if not writer or any(log[-1].get(k) != v for k, v in writer.items()):
+    if not writer or any(start.get(k) != v for k, v in writer.items()):
       return False  # the record is not that attempt's
     self.log_attempt(run_id, 'end', **writer, time=record.get('finished_at', time.time()),
                      status=record['status'], logged_late_by=worker_identity())
