@@ -19,13 +19,22 @@ against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP
 alone and for as many runs at once as the harness trains (XLA's CPU convolutions use one core
 each), and prints
 ``RESULT speedup_vs_naive=... speedup_vs_pytorch=... compiles=... runs=...``.
+
+``--repeats N`` runs N such rounds one after the other, each in a fresh process (so each is cold:
+no program compiled in an earlier round survives), and reports the medians: of each method's
+seconds, and of each round's own speedups (the three methods side by side under one machine
+state), with their range.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +46,7 @@ import ml_collections
 import numpy as np
 
 from harness import compilation, models, packing, runner, runs, sweeps, training, transfer
+from harness.errors import UserError
 
 
 def _config(args) -> ml_collections.ConfigDict:
@@ -139,21 +149,40 @@ def pytorch(specs, data_dir) -> float | None:
   return time.time() - start
 
 
-def _torch_threads(torch, steps: int = 40) -> int:
-  """The faster thread count (1 or all CPUs) for the bench's MLP step, measured on a probe."""
+def _torch_threads(torch, steps: int = 60, evals: int = 2, trials: int = 3) -> int:
+  """The faster thread count (1 or all CPUs) for the bench's MLP, measured on a probe.
+
+  The probe mixes training steps and evaluations of a test-set-sized batch as the sweep does
+  (600 steps and 19 evaluations of ~5000 images a run): a probe of steps alone picked 1 thread,
+  with which the sweep took 55.7 s against 39.0-43.5 s with 2 threads in the rounds beside it
+  (the evaluation's large matmuls gain from 2 threads, the small steps do not). Each count is
+  timed ``trials`` times, alternating, after a warm-up, and its best time counts.
+  """
   net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
                             torch.nn.ReLU(), torch.nn.Linear(256, 5))
   opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
   x, y = torch.randn(64, 784), torch.zeros(64, dtype=torch.int64)
-  timings = {}
-  for threads in sorted({1, os.cpu_count() or 1}):
+  x_test = torch.randn(5000, 784)
+
+  def probe(threads: int, count: int, evals: int) -> float:
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    for _ in range(steps):
+    for t in range(count):
+      if t % (count // evals) == 0:
+        with torch.no_grad():
+          net(x_test).argmax(-1)
       opt.zero_grad(set_to_none=True)
       torch.nn.functional.cross_entropy(net(x), y).backward()
       opt.step()
-    timings[threads] = time.perf_counter() - start
+    return time.perf_counter() - start
+
+  counts = sorted({1, os.cpu_count() or 1})
+  for threads in counts:
+    probe(threads, 5, 1)  # warm-up
+  timings = {threads: float('inf') for threads in counts}
+  for _ in range(trials):
+    for threads in counts:
+      timings[threads] = min(timings[threads], probe(threads, steps, evals))
   return min(timings, key=timings.get)
 
 
@@ -241,7 +270,12 @@ def cnn_step_flops(batch_size: int, steps: int = 30,
 
 # ----------------------------------------------------------------------------------------------
 
-def run_bench(args) -> int:
+def measure_round(args) -> dict:
+  """One cold round in this process: the sweep three ways, then the CNN step and the CPU peak.
+
+  Returns the seconds of each method (``torch_s`` None without PyTorch), the programs the harness
+  compiled and the CNN and peak figures, for :func:`print_report`.
+  """
   cold_cache = tempfile.TemporaryDirectory(prefix='transferbench-bench-cache-')
   os.environ['TRANSFERBENCH_CACHE_DIR'] = cold_cache.name  # the harness measured cold
   compilation.enable_persistent_cache()
@@ -272,35 +306,109 @@ def run_bench(args) -> int:
     print(f'PyTorch: {torch_s:.1f} s', flush=True)
   at_once = packing.concurrent_runs(0, jax.default_backend(), packing.choose_strategy(
       'auto', jax.default_backend(), 'cnn/small'))
-  flops, seconds = cnn_step_flops(config.train.batch_size, runs_at_once=sorted({1, at_once}))
-  step_s, round_s = seconds[1], seconds[at_once]
+  flops, seconds = cnn_step_flops(config.train.batch_size, steps=args.cnn_steps,
+                                  runs_at_once=sorted({1, at_once}))
   nominal, formula = cpu_peak_flops()
-  matmul = matmul_flops()
-  peak = max(nominal, matmul)
-  print()
-  print(f"{'method':<34}{'seconds':>10}{'s/run':>10}{'speedup':>10}")
-  rows = [('harness (transferbench run)', harness_s), ('naive per-run JAX', naive_s),
-          ('PyTorch per-run loop', torch_s)]
-  for name, secs in rows:
-    if secs is not None:
-      print(f'{name:<34}{secs:>10.1f}{secs / len(specs):>10.3f}{secs / harness_s:>9.2f}x')
-  achieved = flops / step_s
-  print(f'\nCPU peak: nominal {nominal / 1e9:.0f} GFLOP/s ({formula}); a 2048^3 float32 matmul '
-        f'reached {matmul / 1e9:.0f} GFLOP/s; peak = the larger, {peak / 1e9:.0f} GFLOP/s')
-  print(f'CNN train step (cnn/small, batch {config.train.batch_size}, 28x28x1): '
-        f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), one run alone: {step_s * 1e3:.2f} '
-        f'ms/step = {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak '
-        f'({100 * achieved / nominal:.1f}% of nominal)')
-  if at_once > 1:
-    achieved_n = at_once * flops / round_s
-    print(f'CNN train steps as the harness runs them ({at_once} runs at once, one per core): '
-          f'{round_s * 1e3:.2f} ms per {at_once} steps = {achieved_n / 1e9:.1f} GFLOP/s = '
-          f'{100 * achieved_n / peak:.1f}% of peak ({100 * achieved_n / nominal:.1f}% of nominal)')
-  compiles = ex['programs_compiled']
-  torch_x = f'{torch_s / harness_s:.2f}' if torch_s is not None else 'n/a'
-  print(f'RESULT speedup_vs_naive={naive_s / harness_s:.2f} speedup_vs_pytorch={torch_x} '
-        f'compiles={compiles} runs={len(specs)}')
   cold_cache.cleanup()
+  return dict(harness_s=harness_s, naive_s=naive_s, torch_s=torch_s,
+              compiles=ex['programs_compiled'], families=ex['families'], runs=len(specs),
+              batch_size=config.train.batch_size, cnn_flops=flops, cnn_step_s=seconds[1],
+              cnn_round_s=seconds[at_once], at_once=at_once, nominal=nominal, formula=formula,
+              matmul=matmul_flops())
+
+
+def summarize(rounds: Sequence[dict]) -> dict:
+  """The medians over rounds: of each method's seconds and of each round's own speedups.
+
+  A speedup is taken within its round (the three methods side by side, under the same machine
+  state) and the median of those is reported, with their range; so are the CNN figures.
+  """
+  med = lambda values: float(np.median(values))
+  torch = all(r['torch_s'] is not None for r in rounds)
+  ratios = {'naive': [r['naive_s'] / r['harness_s'] for r in rounds],
+            'torch': [r['torch_s'] / r['harness_s'] for r in rounds] if torch else None}
+  out = dict(rounds[0])
+  out.update({key: med([r[key] for r in rounds])
+              for key in ('harness_s', 'naive_s', 'cnn_step_s', 'cnn_round_s', 'matmul')})
+  out['torch_s'] = med([r['torch_s'] for r in rounds]) if torch else None
+  out['compiles'] = max(r['compiles'] for r in rounds)
+  out['speedup'] = {k: (med(v), min(v), max(v)) if v else None for k, v in ratios.items()}
+  out['count'] = len(rounds)
+  return out
+
+
+def print_report(summary: dict) -> None:
+  """The table, the CNN step against the CPU's peak and the ``RESULT`` line."""
+  count, runs_ = summary['count'], summary['runs']
+  harness_s = summary['harness_s']
+  label = 'seconds' if count == 1 else 'median s'
+  print()
+  print(f"{'method':<34}{label:>10}{'s/run':>10}{'speedup':>10}"
+        + ('' if count == 1 else f'   per round ({count} rounds)'))
+  rows = [('harness (transferbench run)', harness_s, None),
+          ('naive per-run JAX', summary['naive_s'], summary['speedup']['naive']),
+          ('PyTorch per-run loop', summary['torch_s'], summary['speedup']['torch'])]
+  for name, secs, speedup in rows:
+    if secs is None:
+      continue
+    ratio, low, high = speedup or (1.0, 1.0, 1.0)
+    spread = f'   {low:.2f}-{high:.2f}x' if count > 1 and speedup else ''
+    print(f'{name:<34}{secs:>10.1f}{secs / runs_:>10.3f}{ratio:>9.2f}x{spread}')
+  nominal, matmul = summary['nominal'], summary['matmul']
+  peak = max(nominal, matmul)
+  flops, at_once = summary['cnn_flops'], summary['at_once']
+  achieved = flops / summary['cnn_step_s']
+  print(f"\nCPU peak: nominal {nominal / 1e9:.0f} GFLOP/s ({summary['formula']}); a 2048^3 "
+        f'float32 matmul reached {matmul / 1e9:.0f} GFLOP/s; peak = the larger, '
+        f'{peak / 1e9:.0f} GFLOP/s')
+  print(f"CNN train step (cnn/small, batch {summary['batch_size']}, 28x28x1): "
+        f'{flops / 1e9:.3f} GFLOP/step (XLA cost analysis), one run alone: '
+        f"{summary['cnn_step_s'] * 1e3:.2f} ms/step = {achieved / 1e9:.1f} GFLOP/s = "
+        f'{100 * achieved / peak:.1f}% of peak ({100 * achieved / nominal:.1f}% of nominal)')
+  if at_once > 1:
+    achieved_n = at_once * flops / summary['cnn_round_s']
+    print(f'CNN train steps as the harness runs them ({at_once} runs at once, one per core): '
+          f"{summary['cnn_round_s'] * 1e3:.2f} ms per {at_once} steps = "
+          f'{achieved_n / 1e9:.1f} GFLOP/s = {100 * achieved_n / peak:.1f}% of peak '
+          f'({100 * achieved_n / nominal:.1f}% of nominal)')
+  torch_x = summary['speedup']['torch']
+  print(f"RESULT speedup_vs_naive={summary['speedup']['naive'][0]:.2f} speedup_vs_pytorch="
+        f"{f'{torch_x[0]:.2f}' if torch_x else 'n/a'} compiles={summary['compiles']} "
+        f'runs={runs_}')
+
+
+def _round_in_subprocess(args, index: int) -> dict:
+  """One round in a fresh interpreter (cold: no compiled program or cache of an earlier round)."""
+  argv = [sys.executable, '-m', 'harness.cli', 'bench', '--seeds', str(args.seeds),
+          '--steps', str(args.steps), '--model', args.model, '--cnn-steps', str(args.cnn_steps)]
+  argv += ['--data-dir', args.data_dir] if args.data_dir else []
+  argv += ['--no-torch'] if args.no_torch else []
+  with tempfile.TemporaryDirectory() as tmp:
+    out = pathlib.Path(tmp) / 'round.json'
+    print(f'--- round {index + 1} of {args.repeats} (a fresh process)', flush=True)
+    code = subprocess.run([*argv, '--round-json', str(out)], check=False).returncode
+    if code or not out.exists():
+      raise UserError(f'bench round {index + 1} failed (exit {code}); its output is above')
+    return json.loads(out.read_text())
+
+
+def run_bench(args) -> int:
+  """``transferbench bench``: one round here, or ``--repeats N`` rounds summarised by medians."""
+  if args.repeats < 1 or args.cnn_steps < 1:
+    raise UserError(f'--repeats and --cnn-steps must be at least 1, got {args.repeats} and '
+                    f'{args.cnn_steps}')
+  if args.round_json:  # a round of --repeats N: its figures go to the parent as JSON
+    pathlib.Path(args.round_json).write_text(json.dumps(measure_round(args)))
+    return 0
+  if args.repeats == 1:
+    rounds = [measure_round(args)]
+  else:
+    rounds = [_round_in_subprocess(args, i) for i in range(args.repeats)]
+    times = lambda key: ', '.join(f'{r[key]:.1f}' for r in rounds)
+    torch_times = '' if rounds[0]['torch_s'] is None else f"; PyTorch {times('torch_s')}"
+    print(f"\nrounds (seconds): harness {times('harness_s')}; naive JAX {times('naive_s')}"
+          f'{torch_times}')
+  print_report(summarize(rounds))
   return 0
 
 
@@ -313,4 +421,8 @@ def register(sub) -> None:
   bench.add_argument('--model', default='mlp/3x256', help='an MLP variant (the PyTorch twin is an MLP)')
   bench.add_argument('--data-dir', help='TFDS data directory')
   bench.add_argument('--no-torch', action='store_true', help='skip the PyTorch column')
+  bench.add_argument('--repeats', type=int, default=1,
+                     help='rounds, each cold in a fresh process; reports the medians (default 1)')
+  bench.add_argument('--cnn-steps', type=int, default=30, help='steps timed for the CNN FLOP/s')
+  bench.add_argument('--round-json', help=argparse.SUPPRESS)  # a round of --repeats N
   bench.set_defaults(func=run_bench)

@@ -113,29 +113,52 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
     model: the flax module (static).
     tx: the optimizer (static).
     start: ``x`` is the output of ``layer{start}`` (static; 0 = the input): the first ``start``
-      layers must be frozen, they are neither run nor differentiated (``harness.packing``).
+      layers must be frozen, they are neither run, differentiated nor touched by the optimizer
+      (their parameters and optimizer state are passed through as they are; ``harness.packing``).
 
   Returns:
     The new state and ``{'loss': ...}``.
   """
   rng = jax.random.fold_in(state.rng, state.step)
+  skipped = frozenset(f'layer{i}' for i in range(1, start + 1))
+  live = lambda tree: {name: sub for name, sub in tree.items() if name not in skipped}
 
-  def loss_fn(params):
+  def loss_fn(live_params):
     logits, updated = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True, frozen=state.frozen,
-        start=start, mutable=['batch_stats'], rngs={'dropout': rng})
+        {'params': {**state.params, **live_params}, 'batch_stats': state.batch_stats}, x,
+        train=True, frozen=state.frozen, start=start, mutable=['batch_stats'],
+        rngs={'dropout': rng})
     return cross_entropy(logits, y), updated.get('batch_stats', {})
 
-  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = live(state.params)
+  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  opt_state = _layers_of_state(state.opt_state, state.params, live)
+  updates, opt_state = tx.update(grads, opt_state, params)
   # Frozen = no update and no weight decay: the mask comes after the whole optimizer chain.
-  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u, jnp.zeros_like(u)), updates, state.trainable)
-  params = optax.apply_updates(state.params, updates)
+  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u, jnp.zeros_like(u)), updates,
+                         live(state.trainable))
+  params = {**state.params, **optax.apply_updates(params, updates)}
+  opt_state = _layers_of_state(state.opt_state, state.params, lambda old, new: {**old, **new},
+                               opt_state)
   # Batch-norm running statistics of frozen layers stay as copied.
   new_stats = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
                            new_stats, state.batch_stats, state.stats_trainable)
   return state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                        opt_state=opt_state), {'loss': loss}
+
+
+def _layers_of_state(opt_state, params, fn: Callable, *rest):
+  """``fn`` applied to every parameter-shaped part of an optimizer state (a dict keyed by the
+  layer names of ``params``, e.g. momentum's trace), other leaves (step counts) left as they
+  are, or taken from ``rest`` (same structure below those dicts or not: it may hold fewer layers).
+
+  With :func:`train_step`'s ``live`` it restricts the state to the layers a step updates; with a
+  merge it puts the updated layers back beside the skipped ones.
+  """
+  names = set(params)
+  is_layers = lambda node: isinstance(node, dict) and set(node) == names
+  return jax.tree.map(lambda node, *new: fn(node, *new) if is_layers(node) else (new or [node])[0],
+                      opt_state, *rest, is_leaf=is_layers)
 
 
 def gather_train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, idx: jax.Array, *,

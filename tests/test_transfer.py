@@ -124,6 +124,35 @@ def test_weight_decay_never_touches_frozen_layers():
   assert _leaves_equal(trained.params['layer1'], init['params']['layer1'])
 
 
+def test_step_on_frozen_layers_outputs_skips_them_and_matches_the_full_step():
+  """``start=2``: the step trains on layer2's outputs; the two frozen layers' weights and
+  optimizer state pass through untouched, the rest is the full network's step."""
+  model = models.build_model('mlp', 3, hidden=(16, 16, 16))
+  names = models.layer_names(model.num_layers)
+  init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  plan = transfer.make_plan('random_frozen', 2, False, model.num_layers)
+  tx = training.make_optimizer(0.1, 0.9, 0.5)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(32, 8, 8, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 3, 32), jnp.int32)
+  features = model.apply(init, x, stop=2)
+  full = skip = training.create_state(init, plan, names, tx, jax.random.key(1))
+  for _ in range(3):
+    full, full_metrics = training.train_step(full, x, y, model=model, tx=tx)
+    skip, skip_metrics = training.train_step(skip, features, y, model=model, tx=tx, start=2)
+  np.testing.assert_allclose(skip_metrics['loss'], full_metrics['loss'], rtol=1e-6)
+  trace = lambda state: state.opt_state[1][0].trace  # sgd's momentum, shaped like the params
+  for layer in names[:2]:  # not touched at all: weights and momentum as they started
+    assert _leaves_equal(skip.params[layer], init['params'][layer])
+    assert _leaves_equal(trace(skip)[layer], jax.tree.map(jnp.zeros_like, init['params'][layer]))
+  for layer in names[2:]:
+    assert not _leaves_equal(skip.params[layer], init['params'][layer])
+    for a, b in [(skip.params[layer], full.params[layer]), (trace(skip)[layer], trace(full)[layer])]:
+      for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+  assert jax.tree.structure(skip) == jax.tree.structure(full) and int(skip.step) == 3
+
+
 def test_eval_schedule_is_dense_early():
   assert training.eval_steps(1000, 100) == [0, 1, 2, 4, 8, 16, 32, 64] + list(range(100, 1001, 100))
   assert training.eval_steps(10, 4) == [0, 1, 2, 4, 8, 10]
