@@ -177,10 +177,15 @@ def test_transfers_of_cancelled_sources_are_recorded_failed_not_left_pending(slu
 
 @pytest.mark.slow
 def test_preempted_task_is_requeued_and_resumes_without_redoing_complete_runs(slurm_cluster, data_dir, tmp_path):
-  """submitit's Checkpointable: SIGTERM + USR2 (what SLURM sends on preemption) -> requeue."""
+  """submitit's Checkpointable: SIGTERM + USR2 (what SLURM sends on preemption) -> requeue.
+
+  Enough source runs (2 seeds, 600 steps: 8 runs in one task) that the signal, which takes a
+  moment to arrive, lands while some are left: with 4 short runs, two at a time, the task once
+  finished them all first and the requeued task had nothing to resume.
+  """
   results = tmp_path / 'results'
   config = sweeps.apply_overrides(sweeps.load_sweep('quickstart', 'tiny'),
-                                  ['--config.seeds=1', '--config.train.steps=300'])
+                                  ['--config.seeds=2', '--config.train.steps=600'])
   config.data_dir = data_dir
   config.slurm.runs_per_task = 16
   submission = executors.submit(config, results)
@@ -194,12 +199,16 @@ def test_preempted_task_is_requeued_and_resumes_without_redoing_complete_runs(sl
   assert first, 'the sources task should still be running after its first run'
   assert executors.wait(submission, store, progress=False) == [], _logs(results)
   records = _records(results)
-  assert len(records) == 12 and all(r['status'] == 'complete' for r in records.values())
+  assert len(records) == 24 and all(r['status'] == 'complete' for r in records.values())
   for run_id, before in first.items():  # complete before the preemption: not redone
     assert records[run_id]['started_at'] == before['started_at']
-  resumed = [r for r in records.values() if r['run_id'] not in first and not r['spec']['source_run']]
-  assert resumed and all(r['executor'].get('slurm_restart_count') == '1' and
-                         r['started_at'] > interrupted_at for r in resumed)
+  for run_id in records:  # and no run done twice, by the first task and its requeued self
+    ends = [a for a in store.attempts(run_id) if a['event'] == 'end']
+    assert len(ends) == 1, f'run {run_id} finished {len(ends)} times'
+  sources = [r for r in records.values() if not r['spec']['source_run']]
+  resumed = [r for r in sources if r['executor'].get('slurm_restart_count') == '1']
+  assert resumed, 'the requeued task should have done the source runs left at the preemption'
+  assert all(r['run_id'] not in first and r['started_at'] > interrupted_at for r in resumed)
 
 
 def test_distributed_initialize_is_a_no_op_outside_a_multi_task_step(monkeypatch):
