@@ -533,9 +533,8 @@ def _run_inputs(specs, family, store: ResultsStore, packed: bool) -> _RunInputs:
     plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned,
                               family.model.num_layers)
     source = family.source(spec, store) if spec.condition in ('selffer', 'transfer') else None
-    starts.append((np.int32(spec.seed), np.bool_(spec.condition != 'scratch'),
-                   family.copied(source, plan, names), plan.copy.astype(np.float32),
-                   plan.train.astype(np.float32)))
+    starts.append(_start_args(spec.seed, spec.condition != 'scratch',
+                              family.copied(source, plan, names), plan.copy, plan.train))
     idx.append(_batch_order(spec, family.shapes.num_train))
     plans.append(plan)
   if packed:  # packs have only depth 0 (family_depths)
@@ -543,6 +542,12 @@ def _run_inputs(specs, family, store: ResultsStore, packed: bool) -> _RunInputs:
   depth_index = family.depth_index(plans[0])
   keys = prefix_keys(specs[0], plans[0]) if depth_index else ()
   return _RunInputs(starts[0], idx[0], depth_index, keys)
+
+
+def _start_args(seed: int, transferred: bool, copied: dict, copy, train) -> tuple:
+  """A run's arguments of :func:`_start_one`, with the dtypes its compiled programs take."""
+  return (np.int32(seed), np.bool_(transferred), copied, np.asarray(copy, np.float32),
+          np.asarray(train, np.float32))
 
 
 def _stacked(trees: Sequence) -> Any:
@@ -777,9 +782,8 @@ def _compile_ahead(family: _Family, strategy: Strategy, size: int) -> None:
   compilation, as before). Packs sharded over several devices are compiled by their call."""
   if not strategy.device_loop or (strategy.pack and _run_sharding(size)):
     return
-  layers = family.model.num_layers
-  one = (np.int32(0), np.bool_(False), family.zeros, np.zeros(layers, np.float32),
-         np.zeros(layers, np.float32))
+  layers = np.zeros(family.model.num_layers)
+  one = _start_args(0, False, family.zeros, layers, layers)
   idx = np.zeros(_index_shape(family.hyper), np.int32)
   inputs = (_RunInputs(_stacked([one] * size), _stacked([idx] * size), 0, ()) if strategy.pack
             else _RunInputs(one, idx, 0, ()))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import compilation, packing, runner, runs, sweeps, training, transfer
+from harness import compilation, packing, runner, runs, sweeps, transfer
 from harness.results import ResultsStore
 from tests.test_sweeps import tiny_config
 
@@ -159,9 +159,8 @@ def test_program_compiled_from_shapes_is_the_one_runs_call(strategy, size, data_
   assert family.built is None  # compiled from shapes alone
   specs = [s for s in sweeps.expand(config) if s.condition == 'scratch'][:size]
   inputs = packing._run_inputs(specs, family, ResultsStore(tmp_path), chosen.pack)
-  schedule = training.eval_steps(spec.hyper['steps'], spec.hyper['eval_every'])
   with compilation.CompileCounter() as call:
-    _, metrics, _ = packing._train_in_program(family, inputs, chosen.pack, schedule)
+    _, metrics, _ = packing._train_in_program(family, inputs, chosen.pack, family.schedule())
   assert call.xla + call.cache_hits == 0  # the call found the program compiled
   assert packing._family_run_program(family, chosen.pack)._cache_size() == 1
   assert np.all(np.isfinite(metrics[..., :2]))  # accuracy and test loss (train loss: NaN at step 0)
