@@ -166,7 +166,6 @@ def test_program_compiled_from_shapes_is_the_one_runs_call(strategy, size, data_
   assert np.all(np.isfinite(metrics[..., :2]))  # accuracy and test loss (train loss: NaN at step 0)
 
 
-
 def test_frozen_outputs_read_the_training_rows_in_place(data_dir):
   """Computing a run's frozen-layer outputs inside the program makes no copy of the training or
   test rows: the program's scratch memory is well under their size. (Copies joining them took
@@ -183,6 +182,7 @@ def test_frozen_outputs_read_the_training_rows_in_place(data_dir):
   inputs = rows_bytes(shapes.x_train) + rows_bytes(shapes.x_test)
   compiled = packing._compile_ahead(family, chosen, 1)
   assert compiled.memory_analysis().temp_size_in_bytes < inputs / 2
+
 
 def test_balanced_packs_pad_little():
   assert packing.balanced_pack_size(1, 8) == 1      # a lone base net is not padded to 8
