@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from harness import transfer
+from harness import models, transfer
 
 
 class Diverged(Exception):
@@ -120,7 +120,7 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
     The new state and ``{'loss': ...}``.
   """
   rng = jax.random.fold_in(state.rng, state.step)
-  skipped = frozenset(f'layer{i}' for i in range(1, start + 1))
+  skipped = frozenset(models.layer_names(model.num_layers)[:start])
   live = lambda tree: {name: sub for name, sub in tree.items() if name not in skipped}
 
   def loss_fn(live_params):
