@@ -35,14 +35,31 @@ CONDITIONS = ('scratch', 'selffer', 'transfer', 'random_frozen')
 
 
 @dataclasses.dataclass(frozen=True)
+class Phase:
+  """From ``start`` (a fraction of the run's steps, 0 <= start < 1) on, ``train`` replaces the
+  plan's learning-rate multipliers (e.g. LP-FT: head only, then every layer from 0.5)."""
+  start: float
+  train: np.ndarray  # float32 (L,), as Plan.train
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
-  """Per-layer flags of one condition (index i is layer i+1; the last is the head)."""
+  """Per-layer data of one condition (index i is layer i+1; the last is the head).
+
+  Where a layer starts: copied from the source (``copy``), re-drawn from a fresh key (``fresh``),
+  or else the target network's own initialisation for the seed. How it trains: ``train`` is a
+  learning-rate multiplier, 0 = frozen (no update, no weight decay, batch-norm statistics fixed),
+  1 = trained as usual. ``phases`` switch the multipliers part-way through the run.
+  """
   copy: np.ndarray   # float32 (L,), 1 = copied from the source network
-  train: np.ndarray  # float32 (L,), 1 = updated by the optimizer (and weight-decayed)
+  train: np.ndarray  # float32 (L,), learning-rate multiplier; 0 = frozen
+  fresh: np.ndarray | None = None     # float32 (L,), 1 = re-initialised from a fresh key; None = none
+  phases: tuple[Phase, ...] = ()      # later phases, in order of start
 
   @property
   def frozen(self) -> np.ndarray:
-    return 1.0 - self.train
+    """1 where a layer is frozen in the first phase."""
+    return (self.train == 0).astype(np.float32)
 
 
 def validate(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -> None:
