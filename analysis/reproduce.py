@@ -371,49 +371,6 @@ def curve_table(rel: pd.DataFrame) -> pd.DataFrame:
   return pd.DataFrame(rows)
 
 
-def overlay_figure(curves: pd.DataFrame, reference: pd.DataFrame | None):
-  """One panel per Yosinski label: reproduced mean ± 95% CI per group, published dotted.
-
-  Everything is relative to its own base: reproduced runs to the base net of the same target and
-  seed, published BnB/AnB(+) to the mean random-split base, published random frozen to netbase.
-  """
-  from analysis import figures
-  matplotlib, sns, Figure = figures._plotting()  # pylint: disable=protected-access
-  names = [n for n in ('BnB', 'BnB+', 'AnB', 'AnB+', 'random') if n in set(curves['label'])]
-  if not names:
-    return None
-  with matplotlib.rc_context(figures.RC):
-    fig = Figure(figsize=(figures.PAGE_WIDTH, 2.2), layout='constrained')
-    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
-    palette = sns.color_palette('colorblind')
-    group_colour = {RANDOM: palette[0], DISSIMILAR: palette[3]}
-    for ax, name in zip(axes, names):
-      for group, g in curves[curves['label'] == name].groupby('group'):
-        g = g.sort_values('n_layers')
-        x = np.r_[0, g['n_layers']]
-        y, ci = np.r_[1.0, g['rel_mean']], np.r_[0.0, g['rel_ci95'].fillna(0)]
-        ax.plot(x, y, marker='o', color=group_colour.get(group, 'k'), label=f'reproduced: {group}')
-        ax.fill_between(x, y - ci, y + ci, color=group_colour.get(group, 'k'), alpha=0.2, lw=0)
-      if reference is not None:
-        p = reference[reference['label'] == name].sort_values('n_layers')
-        if len(p):
-          ax.plot(np.r_[0, p['n_layers']], np.r_[1.0, p['relative']], color='0.2', ls=':',
-                  marker='o', markerfacecolor='white', label='Yosinski et al. 2014 (ImageNet)')
-      ax.axhline(1.0, color='0.6', lw=0.5)
-      ax.set_title(name)
-      ax.set_xlabel('n layers copied')
-      ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axes[0].set_ylabel('accuracy / base accuracy')
-    handles, labels = axes[-1].get_legend_handles_labels()
-    for ax in axes[:-1]:
-      for h, l in zip(*ax.get_legend_handles_labels()):
-        if l not in labels:
-          handles.append(h)
-          labels.append(l)
-    fig.legend(handles, labels, loc='outside lower center', ncol=3, frameon=False)
-  return fig
-
-
 def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.DataFrame,
                   out: pathlib.Path, reference: str | None, k: int,
                   draw: bool = True) -> list[pathlib.Path]:
@@ -434,7 +391,7 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   if reference == 'yosinski2014':
     from analysis.reference import yosinski2014_points
     points = yosinski2014_points()
-  fig = overlay_figure(curves, points)
+  fig = figures.reference_overlay(curves, points, k=k)
   if fig is not None:
     written += figures.save(fig, out, 'reproduced_vs_published')
   labelled = runs.assign(label=[label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])])
