@@ -274,6 +274,7 @@ def _draw_runs(ax, x, y, name: str) -> None:
 def _draw_means(ax, x, y, ci, name: str, start: tuple[float, float] | None) -> None:
   """Means with 95% CI bars at exactly ``x``; a line joins ``start`` (base's mean) to them."""
   _, marker, style = STYLE[name]
+  x, y = np.asarray(x, float), np.asarray(y, float)
   if start is not None:
     ax.plot(np.r_[start[0], x], np.r_[start[1], y], color=colour(name), linestyle=style,
             linewidth=1.0, zorder=3, gid=f'line:{name}')
@@ -793,9 +794,9 @@ def reference_overlay(curves: pd.DataFrame, reference: pd.DataFrame | None,
     fig.legend(handles, labels, loc='outside lower center', ncol=3, frameon=False)
     how = '' if how == 'given' else f' ({how})'
     depths = f'L = {L}{how} here, L = {PAPER_DEPTH} in the paper'
-    what = (f'x: relative depth n / L ({depths}). Solid: reproduced mean score / base per group '
-            'of task pairs with 95% CI bars; dotted, open markers: published means over the '
-            'paper\'s networks (no CI). n / L = 0 is base (1 by definition).')
+    what = ('Solid: reproduced mean score / base per group of task pairs, with 95% CI bars; '
+            'dotted, open markers: published means over the paper\'s networks (no CI); '
+            'n / L = 0 is base (1 by definition).')
     _set_caption(fig, f'Reproduced vs published by relative depth n / L ({depths})', rule, k,
                  tuple(c.replace('seeds', 'observations') for c in CI_T), unit, what)
   return fig

@@ -31,7 +31,7 @@ def test_analyze_writes_every_output(tmp_path, capsys):
     assert (out / name).stat().st_size > 0, name
   printed = capsys.readouterr().out
   assert '| Source → target | Cond. | n | Runs |' in printed
-  assert f'Wrote 15 files to {out}' in printed
+  assert f'Wrote 20 files to {out}' in printed  # 5 tables, 5 figures x (PNG, PDF, caption)
   assert r'\begin{tabular}' in (out / 'summary.tex').read_text()
   runs = pd.read_csv(out / 'runs.csv')
   assert len(runs) == runs["run_id"].nunique() == 2 * 3 + 5 * 2 * 3  # scratch on A and B
