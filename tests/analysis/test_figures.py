@@ -293,7 +293,7 @@ def test_reference_overlay_by_relative_depth():
   np.testing.assert_allclose(_by_gid(ax, 'published:AnB')['published:AnB'].get_xdata(),
                              np.arange(8) / 8)
   assert ax.get_xlabel() == 'n / L'
-  assert 'L = 4 (deepest n + 1) here, L = 8 in the paper' in fig.get_suptitle()
+  assert 'L = 4 here (deepest n + 1), 8 in the paper' in fig.get_suptitle()
   text = figures.caption_of(fig)
   assert 'Final score: mean of the 10 best evaluations.' in text
   assert 'CI: 95% t interval of the mean over observations' in text
