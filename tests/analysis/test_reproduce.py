@@ -1,7 +1,9 @@
 """The claims of Yosinski et al. 2014 checked on synthetic runs: every verdict is reachable."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from analysis import reproduce
 from analysis.reproduce import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
@@ -104,3 +106,52 @@ def test_outputs_are_written_with_the_published_overlay(tmp_path):
   assert {'claims.json', 'claims.md', 'reproduced_vs_published.png', 'reproduced_vs_published.pdf',
           'fig2_relative_per_pair.png'} <= names
   assert '**reproduced**' in (tmp_path / 'claims.md').read_text()
+
+
+def test_the_dip_is_tested_at_the_n_fixed_in_advance():
+  # A dip at n = 3 only: the deepest dip seen, but not the paper's n = 5 of 7.
+  levels = {**PAPER_LIKE, 'BnB': lambda n, g: 1.0 - 0.03 * (n == 3)}
+  result = verdicts(levels)['fragile_coadaptation']
+  assert result.parts[0].name == 'dip n=5' and result.verdict != REPRODUCED
+  runs, _ = claim_runs(levels)
+  rel = reproduce.relative_scores(runs)
+  fixed = reproduce.check_claims(rel, reproduce.YOSINSKI2014_CLAIMS,
+                                 reproduce.Settings(dip_n=3))[0]
+  assert fixed.parts[0].name == 'dip n=3' and fixed.verdict == REPRODUCED, fixed.evidence()
+  assert reproduce.dip_n([1, 2, 3, 4], reproduce.Settings()) == 3  # round(5 * 4 / 7)
+
+
+def test_no_evidence_of_a_drop_is_not_evidence_of_none():
+  # AnB+ at base on average, noisy: "nowhere below base" is inconclusive, not reproduced.
+  noisy = {**PAPER_LIKE, 'AnB+': lambda n, g: 1.0}
+  nowhere = verdicts(noisy, noise=0.03)['fine_tuning_boost'].parts[1]
+  assert nowhere.name == 'nowhere below base' and nowhere.verdict == INCONCLUSIVE, nowhere.text()
+  # Exactly at base with little noise: within the 1% margin at every n.
+  tight = verdicts(noisy, noise=0.001)['fine_tuning_boost'].parts[1]
+  assert tight.verdict == REPRODUCED, tight.text()
+  # ... but not within a margin of 0 (a drop of zero cannot be shown to be > 0).
+  runs, _ = claim_runs(noisy, noise=0.001)
+  zero = reproduce.check_claims(reproduce.relative_scores(runs), reproduce.YOSINSKI2014_CLAIMS,
+                                reproduce.Settings(margin=0.0))[2].parts[1]
+  assert zero.verdict == INCONCLUSIVE, zero.text()
+
+
+def test_holm_over_a_claims_parts_by_hand():
+  parts = [reproduce.Part('a', 'f', p_value=0.03, p_opposite=0.97),
+           reproduce.Part('b', 'f', p_value=0.02, p_opposite=0.98)]
+  reproduce.decide(parts, 0.05)
+  assert [p.p_holm for p in parts] == pytest.approx([0.04, 0.04])  # 2 x 0.02, then max(.., 0.03)
+  assert [p.verdict for p in parts] == [REPRODUCED, REPRODUCED]
+  parts = [reproduce.Part('a', 'f', p_value=0.03, p_opposite=0.97),
+           reproduce.Part('b', 'f', p_value=0.04, p_opposite=0.96)]
+  reproduce.decide(parts, 0.05)
+  assert [p.verdict for p in parts] == [INCONCLUSIVE, INCONCLUSIVE]  # 0.06 and 0.06
+
+
+def test_a_single_network_per_n_uses_its_regression_residuals():
+  table = pd.DataFrame([[1.0, 0.8, 0.7, 0.3]], columns=[1, 2, 3, 4],
+                       index=pd.MultiIndex.from_tuples([('p', 't', 0)], names=['pair', 'target', 'seed']))
+  effect = reproduce.slope_effect(table)
+  fit = sps.linregress([1, 2, 3, 4], [1.0, 0.8, 0.7, 0.3])
+  assert effect.estimate == pytest.approx(fit.slope) and effect.se == pytest.approx(fit.stderr)
+  assert effect.df == 2 and effect.n == 1
