@@ -100,9 +100,10 @@ class Part:
     if not self.n or np.isnan(self.estimate):
       return f'{self.name}: {self.note or "no data"}'
     ci = '' if np.isnan(self.ci_low) else f' [{self.ci_low:+.4f}, {self.ci_high:+.4f}]'
-    p = '' if np.isnan(self.p_holm) else f', p={self.p_holm:.3g} (Holm; opposite {self.p_opposite_holm:.3g})'
+    p = ('' if np.isnan(self.p_holm) else
+         f', p={self.p_holm:.3g} (Holm; opposite {self.p_opposite_holm:.3g})')
     note = f'; {self.note}' if self.note else ''
-    return (f'{self.name}: {self.formula} = {self.estimate:+.4f}{ci}{p}, {self.n} units: '
+    return (f'{self.name}: {self.formula} = {self.estimate:+.4f}{ci}{p}, {self.n} unit(s): '
             f'{self.unit} -> {self.verdict}{note}')
 
 
@@ -137,9 +138,10 @@ def score_runs(curves: pd.DataFrame, rule: str = 'best_k', k: int = 10) -> pd.Da
   runs['score'] = runs[f'final_{rule}'].astype(float)
   missing = runs.loc[runs['score'].isna(), 'run_id'].tolist()
   if missing:
+    fewest = int(runs['n_evals'].min())
     raise UserError(f'{len(missing)} run(s) have no {measures_lib.rule_name(rule, k)} (e.g. '
-                    f'{missing[0]!r}, {int(runs["n_evals"].min())} evaluation(s)): pass --rule last '
-                    '(e.g. for published scores, one evaluation per run) or a smaller --k')
+                    f'{missing[0]!r}; fewest evaluations: {fewest}): pass --rule last (e.g. for '
+                    'published scores, one evaluation per run) or a smaller --k')
   return runs
 
 
@@ -324,7 +326,7 @@ def decide(parts: Sequence[Part], alpha: float) -> list[Part]:
 
 
 def combine(parts: Sequence[Part]) -> str:
-  """Claim verdict: every part reproduced -> reproduced; any not reproduced -> not; else inconclusive."""
+  """A claim's verdict: reproduced iff every part is; not reproduced iff one part is."""
   verdicts = [p.verdict for p in parts]
   if verdicts and all(v == REPRODUCED for v in verdicts):
     return REPRODUCED

@@ -149,8 +149,8 @@ def test_holm_over_a_claims_parts_by_hand():
 
 
 def test_a_single_network_per_n_uses_its_regression_residuals():
-  table = pd.DataFrame([[1.0, 0.8, 0.7, 0.3]], columns=[1, 2, 3, 4],
-                       index=pd.MultiIndex.from_tuples([('p', 't', 0)], names=['pair', 'target', 'seed']))
+  index = pd.MultiIndex.from_tuples([('p', 't', 0)], names=['pair', 'target', 'seed'])
+  table = pd.DataFrame([[1.0, 0.8, 0.7, 0.3]], columns=[1, 2, 3, 4], index=index)
   effect = reproduce.slope_effect(table)
   fit = sps.linregress([1, 2, 3, 4], [1.0, 0.8, 0.7, 0.3])
   assert effect.estimate == pytest.approx(fit.slope) and effect.se == pytest.approx(fit.stderr)
