@@ -339,7 +339,8 @@ def report_markdown(result: AnalysisResult) -> str:
            "## Yosinski's decomposition (final accuracy; estimate [95% CI])", '',
            markdown(decomposition_table(result)), '']
   if len(result.pooled):
-    parts += ['## Pooled over replicate pairs (gap [95% CI]; unit and Holm family in pooled.csv)',
+    parts += ['## Pooled over replicate pairs (mean gap over independent units [95% bootstrap '
+              'CI]; verdicts Holm-controlled per pair kind and measure)',
               '', markdown(pooling.pooled_table(result.pooled)), '']
   notes = result.notes + ['p-values are per cell, not adjusted for the number of cells; '
                           'summary.csv has Holm-adjusted p_holm per measure.']

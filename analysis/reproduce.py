@@ -76,7 +76,8 @@ class Settings:
   def describe(self) -> str:
     return (f'score = {measures_lib.rule_name(self.rule, self.k)}, relative to base; one-sided '
             f't-tests at alpha={self.alpha}, Holm over each claim\'s parts; 90% t CIs; '
-            f'non-inferiority margin {self.margin:g} x base')
+            f'non-inferiority margin {self.margin:g} x base; unit: the seed (mean over its '
+            'pairs) with two or more seeds, else the (pair, target)')
 
 
 @dataclasses.dataclass

@@ -170,3 +170,25 @@ def test_reproduce_on_the_published_networks(tmp_path, capsys):
   assert spread.std().between(0.002, 0.004).all()
   assert 'one seed' in bnb.loc[5, 'unit']
   assert 'reproduced' in capsys.readouterr().out
+
+
+def test_the_published_summary_converts_to_one_evaluation_per_network():
+  ref = load_yosinski2014()
+  curves = analysis.validate_curves(yosinski2014_curves(ref))
+  assert curves['run_id'].is_unique  # one evaluation per run
+  kept = ref[ref['study'] != 'reduced_data']
+  assert len(curves) == len(kept) == 136
+  np.testing.assert_array_equal(curves.set_index('run_id').loc[kept['network'], 'accuracy'],
+                                kept['score'])
+  kinds = curves.groupby('pair')['pair_kind'].first().to_dict()
+  assert kinds == {'split0': 'random_halves', 'split1': 'random_halves', 'split2': 'random_halves',
+                   'split3': 'random_halves', 'natman': 'dissimilar', 'all1000': 'none'}
+  # Each split holds its two base nets, and the random-frozen nets sit with netbase.
+  bases = curves[curves['condition'] == 'scratch'].groupby('pair')['run_id'].apply(sorted)
+  assert bases['split2'] == ['half2A', 'half2B'] and bases['all1000'] == ['netbase']
+  assert set(curves.loc[curves['condition'] == 'random_frozen', 'pair']) == {'all1000'}
+
+
+def test_results_without_a_sweep_file_get_kind_none(tmp_path):
+  from harness.results import pair_kinds
+  assert pair_kinds(tmp_path) == {}
