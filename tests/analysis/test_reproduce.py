@@ -155,3 +155,17 @@ def test_a_single_network_per_n_uses_its_regression_residuals():
   fit = sps.linregress([1, 2, 3, 4], [1.0, 0.8, 0.7, 0.3])
   assert effect.estimate == pytest.approx(fit.slope) and effect.se == pytest.approx(fit.stderr)
   assert effect.df == 2 and effect.n == 1
+
+
+def test_false_reproductions_stay_within_alpha_under_the_null():
+  # Every label at base (margin 0: the boundary of the non-inferiority null), fixed draws.
+  flat = {name: (lambda n, g: 1.0) for name in PAPER_LIKE}
+  sims, alpha = 60, SETTINGS.alpha
+  reproduced = dict.fromkeys(reproduce.YOSINSKI2014_CLAIMS, 0)
+  for i in range(sims):
+    runs, _ = claim_runs(flat, noise=0.01, rng=1000 + i)
+    for r in reproduce.check_claims(reproduce.relative_scores(runs), reproduce.YOSINSKI2014_CLAIMS,
+                                    reproduce.Settings(margin=0.0)):
+      reproduced[r.claim] += r.verdict == REPRODUCED
+  bound = alpha + 2 * np.sqrt(alpha * (1 - alpha) / sims)  # alpha plus twice its simulation error
+  assert all(count / sims <= bound for count in reproduced.values()), reproduced
