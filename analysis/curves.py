@@ -10,6 +10,12 @@ The analysis accepts any table with one row per evaluation and the columns::
 kept. The optional columns ``model`` and ``examples_per_class`` are *strata*: when they take more
 than one value, every comparison is made within one stratum (a transfer run is only ever compared
 with scratch runs of the same model and data size).
+
+Replicate task pairs: ``pair`` names the task pair a run belongs to (e.g. split0..split3 of a
+random-halves study) and ``pair_kind`` its kind, one of :data:`PAIR_KINDS`. ``pair`` is a stratum
+(a run is scored against the scratch runs of its own pair and target); ``analyze`` and
+``reproduce`` pool the pairs of one kind (see :mod:`analysis.pooling`). A table with ``pair``
+must have ``pair_kind``, one kind per pair.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from harness.errors import UserError
 REQUIRED = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed', 'step',
             'accuracy')
 CONDITIONS = ('scratch', 'selffer', 'transfer', 'random_frozen')
-STRATA = ('model', 'examples_per_class')
+STRATA = ('model', 'examples_per_class', 'pair')
+# random_halves: A/B class splits of one data set; dissimilar: e.g. natural vs man-made, or two
+# data sets; none: a single task with its own base (Yosinski's random-frozen nets on all classes).
+PAIR_KINDS = ('random_halves', 'dissimilar', 'none')
 CELL = ('condition', 'fine_tuned', 'n_layers', 'source', 'target')
 RUN_CONSTANT = ('condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed')
 
@@ -156,6 +165,30 @@ def _check_conditions(df: pd.DataFrame) -> None:
       _fail(f'run {df.loc[mask, "run_id"].iloc[0]!r} {message}')
 
 
+def _check_pairs(df: pd.DataFrame) -> None:
+  """``pair`` and ``pair_kind`` come together, without gaps, with one known kind per pair."""
+  has_pair, has_kind = 'pair' in df.columns, 'pair_kind' in df.columns
+  if has_pair != has_kind:
+    _fail('the curves have a pair column but no pair_kind: add pair_kind (one of '
+          f'{", ".join(PAIR_KINDS)}) to every row' if has_pair else
+          'the curves have pair_kind but no pair column: add pair, naming the replicate task pair '
+          'of every run (e.g. split0)')
+  if not has_pair:
+    return
+  for column in ('pair', 'pair_kind'):
+    if df[column].isna().any():
+      _fail(f'column {column} has missing values: give every row a {column}')
+    df[column] = df[column].astype(str).str.strip()
+  bad = sorted(set(df['pair_kind']) - set(PAIR_KINDS))
+  if bad:
+    _fail(f'unknown pair_kind(s) {bad}: pair_kind must be one of {", ".join(PAIR_KINDS)}')
+  kinds = df.groupby('pair')['pair_kind'].unique()
+  mixed = kinds[kinds.map(len) > 1]
+  if len(mixed):
+    _fail(f'pair {mixed.index[0]!r} has several pair kinds {sorted(mixed.iloc[0])}: give each '
+          'pair one pair_kind, or split it into pairs with distinct names')
+
+
 def validate_curves(curves: pd.DataFrame) -> pd.DataFrame:
   """Checks and normalises a long-format curves table.
 
@@ -172,7 +205,8 @@ def validate_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
   Raises:
     UserError: a missing column, a bad dtype or value, an accuracy outside [0, 1], an unknown
-      condition, a run with inconsistent metadata, or a duplicated (run_id, step).
+      condition, a run with inconsistent metadata, ``pair`` without ``pair_kind`` (or the
+      reverse), an unknown or mixed pair kind, or a duplicated (run_id, step).
   """
   missing = [c for c in REQUIRED if c not in curves.columns]
   if missing:
@@ -206,6 +240,7 @@ def validate_curves(curves: pd.DataFrame) -> pd.DataFrame:
   df['accuracy'] = _as_number(df, 'accuracy')
   df['loss'] = _as_number(df, 'loss')
   _check_accuracy(df['accuracy'])
+  _check_pairs(df)
   _check_conditions(df)
   _check_run_constants(df)
   dup = df.duplicated(['run_id', 'step'])

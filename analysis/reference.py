@@ -109,3 +109,40 @@ def yosinski2014_points(ref: pd.DataFrame | None = None) -> pd.DataFrame:
   points = pd.DataFrame(rows)
   points['relative'] = points['score'] / points['base']
   return points
+
+
+# study -> pair_kind of the converted curves; reduced_data (fewer images per class) has no pair.
+_PAIR_KIND = {'random_split': 'random_halves', 'natman': 'dissimilar', 'all1000': 'none'}
+
+
+def _pair_name(study: str, target: str) -> str:
+  """split0..split3 for the random splits (target 0A -> split0), else the study's name."""
+  return f'split{target[0]}' if study == 'random_split' else study
+
+
+def yosinski2014_curves(ref: pd.DataFrame | None = None) -> pd.DataFrame:
+  """The published networks as long-format curves, one evaluation per network.
+
+  Each network becomes one run (``run_id`` = its name, seed 0) with a single evaluation at its
+  last iteration whose accuracy is its published score (mean of the 10 best top-1), so score it
+  with the rule ``last``. ``pair`` is the replicate pair: split0..split3 (pair_kind
+  ``random_halves``) for the random A/B splits, ``natman`` (``dissimilar``) for natural vs
+  man-made, and ``all1000`` (``none``) for netbase with the random-frozen nets, which were
+  trained on all 1000 classes and are scored against netbase. The reduced-data nets are left out
+  (another study, no transfer).
+
+  Args:
+    ref: :func:`load_yosinski2014` output (loaded if None).
+
+  Returns:
+    Columns run_id, condition, n_layers, fine_tuned, source, target, seed, step, accuracy, pair,
+    pair_kind (valid for :func:`analysis.curves.validate_curves`).
+  """
+  ref = load_yosinski2014() if ref is None else ref
+  ref = ref[ref['study'].isin(_PAIR_KIND)]
+  return pd.DataFrame({
+      'run_id': ref['network'], 'condition': ref['condition'], 'n_layers': ref['n_layers'],
+      'fine_tuned': ref['fine_tuned'], 'source': ref['source'], 'target': ref['target'],
+      'seed': 0, 'step': ref['max_iteration'].astype(float), 'accuracy': ref['score'],
+      'pair': [_pair_name(s, t) for s, t in zip(ref['study'], ref['target'])],
+      'pair_kind': ref['study'].map(_PAIR_KIND)}).reset_index(drop=True)

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import measures as measures_lib
+from analysis import pooling
 from analysis import stats
 from analysis.curves import LABEL_ORDER, cell_keys, keep_complete, label, strata, validate_curves
 from analysis.decomposition import EFFECTS, decompose
-from analysis.transfer import Settings, compare_with_scratch
+from analysis.transfer import MEASURES, Settings, compare_with_scratch
 from harness.errors import UserError
 
 
@@ -29,6 +30,8 @@ class AnalysisResult:
     settings: the choices made (threshold, k, rule, n_boot, seed, alpha, test).
     excluded: runs left out, per status (failed, diverged, ...).
     notes: plain-language caveats about this data set (pooled cells, runs without evaluations...).
+    pooled: rows pooled over the replicate pairs of one pair_kind, at the level of the
+      independent unit (:mod:`analysis.pooling`); empty without two pairs of a kind.
   """
   runs: pd.DataFrame
   summary: pd.DataFrame
@@ -37,6 +40,7 @@ class AnalysisResult:
   settings: Settings
   excluded: dict[str, int]
   notes: list[str]
+  pooled: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 # name -> (check, message): the user-facing constraints on the analysis settings.
@@ -138,9 +142,11 @@ def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int = 10, rule: 
   runs, summary = compare_with_scratch(runs, arrays, settings)
   summary = _sort_cells(summary)
   decomposition = decompose(runs, settings)
+  pooled = pooling.pooled_summary(runs, settings,
+                                  [n for n, m in MEASURES.items() if m.location == 'mean'])
   return AnalysisResult(runs=runs, summary=summary, decomposition=decomposition, curves=curves,
                         settings=settings, excluded=excluded,
-                        notes=_notes(runs, summary, excluded, settings))
+                        notes=_notes(runs, summary, excluded, settings), pooled=pooled)
 
 
 def final_accuracy_table(curves: pd.DataFrame, rule: str = 'last', k: int = 10) -> pd.DataFrame:
@@ -332,6 +338,10 @@ def report_markdown(result: AnalysisResult) -> str:
            markdown(verdict_table(result)), '',
            "## Yosinski's decomposition (final accuracy; estimate [95% CI])", '',
            markdown(decomposition_table(result)), '']
+  if len(result.pooled):
+    parts += ['## Pooled over replicate pairs (mean gap over independent units [95% bootstrap '
+              'CI]; verdicts Holm-controlled per pair kind and measure)',
+              '', markdown(pooling.pooled_table(result.pooled)), '']
   notes = result.notes + ['p-values are per cell, not adjusted for the number of cells; '
                           'summary.csv has Holm-adjusted p_holm per measure.']
   return '\n'.join(parts + ['## Notes', ''] + [f'- {n}' for n in notes]) + '\n'
@@ -368,8 +378,10 @@ def write_report(result: AnalysisResult, out_dir: str | os.PathLike, *,
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   written = []
-  for name, table in (('runs.csv', result.runs), ('summary.csv', result.summary),
-                      ('decomposition.csv', result.decomposition)):
+  tables = [('runs.csv', result.runs), ('summary.csv', result.summary),
+            ('decomposition.csv', result.decomposition)]
+  tables += [('pooled.csv', result.pooled)] if len(result.pooled) else []
+  for name, table in tables:
     table.to_csv(out / name, index=False)
     written.append(out / name)
   for name, text in (('summary.md', report_markdown(result)),

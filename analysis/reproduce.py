@@ -1,98 +1,111 @@
-"""``transferbench reproduce STUDY``: run a published study at small scale and check its claims.
+"""Check a published study's claims on long-format curves with replicate pairs (pure functions).
 
-A *study* (:data:`STUDIES`) names a sweep (``sweeps/<name>.py``), a registry of *claims* and the
-published reference numbers. ``reproduce`` runs (or resumes) the sweep unless ``--analyze-only``,
-scores every run with the paper's rule (mean of the k = 10 best evaluations), checks each claim
-against the measured curves with CIs over seeds, prints a claim / verdict / evidence table, writes
-``claims.json``, ``claims.md`` and ``runs_relative.csv``, and draws figures with the published
-curves overlaid on the reproduced ones, each normalised to its own base.
+``transferbench reproduce STUDY`` (:mod:`transferbench.reproduce_command`) trains the study's
+sweep or reads any curves file with ``pair``/``pair_kind`` (``--curves``), then calls
+:func:`reproduce_curves` here: score every run, divide by its base, check each claim, write
+``claims.json``, ``claims.md``, ``runs_relative.csv``, ``curves_relative.csv`` and the figures.
+Nothing here trains. The method is written out in docs/analysis/pooling_and_claims.md.
 
-Units. Every score is divided by the score of the base net (scratch) on the same target task and
-seed: ``rel = score / base``. An *observation* is one (target, seed); for Yosinski et al. 2014
-the random-halves observations of all splits are pooled (3 splits x 5 seeds = 15 by default),
-and the dissimilar pair has its own (5). Pairs are grouped by kind (:data:`PAIR_GROUPS`).
+Units. A run's score (rule ``--rule``, default the paper's mean of the 10 best evaluations) is
+divided by the score of the scratch run of the same pair, target and seed (the mean of that
+(pair, target)'s scratch runs when the seed has none): ``rel = score / base``. An *observation*
+is one (pair, target, seed); pairs are grouped by ``pair_kind``. The *unit of replication* is the
+seed when the observations span two or more seeds (observations of one seed share initial
+weights, so they are averaged), else the (pair, target) observation
+(:func:`analysis.pooling.unit_values`). Every part states its unit.
 
-Decision rules (one per claim; each claim is a conjunction of *parts*, each part one test):
+Decision rule of a part (a directional claim "effect > 0"): estimate = mean over units, 90% t CI
+(the two one-sided 5% tests), one-sided t-test in the claimed direction and one in the opposite
+direction. Within a claim, both sets of p-values are Holm-adjusted over the claim's parts; a part
+is **reproduced** iff its adjusted p < alpha, **not reproduced** iff its adjusted opposite p <
+alpha, else **inconclusive**. A claim is reproduced iff every part is, not reproduced iff some
+part is, else inconclusive. One-sided tests because every part states a direction in advance;
+each wrong verdict (reproduced when the effect is <= 0, or the reverse) has error <= alpha.
 
-* A part is a difference d per observation whose claimed sign is positive. Its estimate is
-  mean(d), its 95% CI the percentile bootstrap and its p the t-test of :func:`analysis.stats.compare`
-  (paired one-sample, or Welch when two groups of observations are compared). Part verdict:
-  **reproduced** iff p < alpha and the CI excludes 0 above; **not reproduced** iff p < alpha and
-  the CI excludes 0 below (the opposite is measured); **inconclusive** otherwise (or no data).
-* A claim is reproduced iff every part is; not reproduced iff some part is not; else inconclusive.
+The claims of Yosinski et al. 2014 (N = the deepest n measured; n_dip fixed in advance: the
+paper's n = 5 of 7, scaled by relative depth, round(5 N / 7), or ``Settings.dip_n``):
 
-The claims of Yosinski et al. 2014 (N = the deepest n, "middle" = 1 < n < N):
+1. ``fragile_coadaptation``: *dip*: 1 - BnB/base at n_dip > 0; *recovery*: BnB/base(N) -
+   BnB/base(n_dip) > 0 (random halves).
+2. ``specificity``: *falls*: minus the slope of AnB/base over n > 0 (random halves); *steeper for
+   dissimilar*: slope(random halves) - slope(dissimilar) > 0.
+3. ``fine_tuning_boost``: *boost*: mean over n of AnB+/base - 1 > 0; *nowhere below base*:
+   non-inferiority at every n, AnB+/base > 1 - margin (default margin 0.01, 1% of base), an
+   intersection-union test (p = the largest per-n p), per-n SEs from the variance pooled over n.
+4. ``random_features``: *falls*: minus the slope of random/base over n > 0 (random-frozen runs of
+   the random halves, or of a ``none`` pair with its own base such as the paper's nets on all
+   1000 classes; mixing both is an error); *faster than AnB*: slope(AnB) - slope(random) > 0.
 
-1. ``fragile_coadaptation``: BnB drops below base in the middle layers and recovers at the top.
-   *Dip*: reproduced if, for some middle n, d = 1 - BnB_rel is > 0 with Holm-adjusted p < alpha
-   (Holm over the middle n) and a CI above 0; not reproduced if the mean of d over the middle n is
-   significantly < 0 (BnB above base there), else inconclusive. *Recovery* (tested only once the
-   dip is reproduced): d = BnB_rel(N) - BnB_rel(n*) > 0, with n* the middle n of largest mean dip.
-2. ``specificity``: AnB falls as n grows, more steeply for the dissimilar pair. *Falls*: d = minus
-   the least-squares slope of AnB_rel over n (random halves). *Steeper*: d = slope(random halves)
-   - slope(dissimilar), Welch (different observations).
-3. ``fine_tuning_boost``: AnB+ >= base. *Boost*: d = mean over n of AnB+_rel - 1 (random halves).
-   *Nowhere below*: not reproduced if some n has AnB+_rel significantly < 1 (Holm over n),
-   reproduced otherwise.
-4. ``random_features``: random frozen features fall off fast with n. *Falls*: d = minus the slope
-   of random_rel over n; *faster than AnB*: d = slope(AnB_rel) - slope(random_rel), paired.
-
-See README.md ("Reproducing Yosinski et al. 2014") for the measured verdicts.
+A slope is the least-squares slope of rel over n per observation, averaged per unit; its SE is
+between units, or with a single unit (one network per n) the residual SE of that regression.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import pathlib
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
+from analysis import measures as measures_lib
 from analysis import stats
 from analysis.curves import keep_complete, label, validate_curves
-from analysis import measures as measures_lib
+from analysis.pooling import OBSERVATION, unit_table, unit_values
 from harness.errors import UserError
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = 'reproduced', 'not reproduced', 'inconclusive'
-_PART_VERDICT = {1: REPRODUCED, -1: NOT_REPRODUCED, 0: INCONCLUSIVE, None: INCONCLUSIVE}
-
-# Task-pair kind (harness.tasks.PAIR_KINDS) -> group of observations in the claims.
-PAIR_GROUPS = {'random_halves': 'random halves', 'datasets': 'dissimilar', 'partition': 'dissimilar'}
-RANDOM, DISSIMILAR = 'random halves', 'dissimilar'
+RANDOM_HALVES, DISSIMILAR_KIND, NONE = 'random_halves', 'dissimilar', 'none'
+# pair_kind -> the group name printed in tables and figures.
+RANDOM, DISSIMILAR = 'random halves', 'dissimilar'  # group names in tables and figures
+GROUP_NAMES = {RANDOM_HALVES: RANDOM, DISSIMILAR_KIND: DISSIMILAR, NONE: 'own base (none)'}
+PAPER_DIP_N, PAPER_DEPTH = 5, 7  # Yosinski et al. 2014: deepest BnB dip at n = 5 of 7 layers.
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Statistical choices of a reproduction check."""
-  k: int = 10             # best-k rule of the paper
+  """Statistical choices of a reproduction check (see the module docstring)."""
+  rule: str = 'best_k'     # score of a run; the paper's: mean of the k best evaluations
+  k: int = 10
   alpha: float = stats.ALPHA
-  n_boot: int = 10000
-  seed: int = 0
+  margin: float = 0.01     # non-inferiority margin on score / base
+  dip_n: int | None = None  # None: round(5 N / 7)
+
+  def describe(self) -> str:
+    return (f'score = {measures_lib.rule_name(self.rule, self.k)}, relative to base; one-sided '
+            f't-tests at alpha={self.alpha}, Holm over each claim\'s parts; 90% t CIs; '
+            f'non-inferiority margin {self.margin:g} x base; unit: the seed (mean over its '
+            'pairs) with two or more seeds, else the (pair, target)')
 
 
 @dataclasses.dataclass
 class Part:
-  """One test of a claim: a difference whose claimed sign is positive."""
+  """One directional test of a claim: an effect whose claimed sign is positive."""
   name: str
   formula: str
   estimate: float = np.nan
   ci_low: float = np.nan
   ci_high: float = np.nan
-  p_value: float = np.nan
-  n: int = 0
+  p_value: float = np.nan      # one-sided, claimed direction (before Holm)
+  p_opposite: float = np.nan   # one-sided, opposite direction (before Holm)
+  p_holm: float = np.nan
+  p_opposite_holm: float = np.nan
+  n: int = 0                   # units
+  unit: str = ''
   verdict: str = INCONCLUSIVE
   note: str = ''
 
   def text(self) -> str:
-    if not self.n:
+    if not self.n or np.isnan(self.estimate):
       return f'{self.name}: {self.note or "no data"}'
     ci = '' if np.isnan(self.ci_low) else f' [{self.ci_low:+.4f}, {self.ci_high:+.4f}]'
-    p = '' if np.isnan(self.p_value) else f', p={self.p_value:.3g}'
+    p = ('' if np.isnan(self.p_holm) else
+         f', p={self.p_holm:.3g} (Holm; opposite {self.p_opposite_holm:.3g})')
     note = f'; {self.note}' if self.note else ''
-    return f'{self.name}: {self.formula} = {self.estimate:+.4f}{ci}{p}, n={self.n} -> {self.verdict}{note}'
+    return (f'{self.name}: {self.formula} = {self.estimate:+.4f}{ci}{p}, {self.n} unit(s): '
+            f'{self.unit} -> {self.verdict}{note}')
 
 
 @dataclasses.dataclass
@@ -109,48 +122,80 @@ class ClaimResult:
   def to_dict(self) -> dict:
     clean = lambda v: None if isinstance(v, float) and np.isnan(v) else v
     return {'claim': self.claim, 'statement': self.statement, 'verdict': self.verdict,
+            'family': 'Holm over the parts of this claim',
             'parts': [{k: clean(v) for k, v in dataclasses.asdict(p).items()} for p in self.parts]}
 
 
 # ------------------------------------------------------------------------------- observations
 
-def relative_scores(runs: pd.DataFrame, groups: Mapping[str, str]) -> pd.DataFrame:
-  """Per run: its group, Yosinski label and score relative to the base net of its (target, seed).
+def score_runs(curves: pd.DataFrame, rule: str = 'best_k', k: int = 10) -> pd.DataFrame:
+  """One row per complete run with its ``score`` under ``rule``.
+
+  Raises:
+    UserError: invalid curves, or runs without a score under the rule (too few evaluations).
+  """
+  curves, _ = keep_complete(validate_curves(curves))
+  runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
+  runs['score'] = runs[f'final_{rule}'].astype(float)
+  missing = runs.loc[runs['score'].isna(), 'run_id'].tolist()
+  if missing:
+    fewest = int(runs['n_evals'].min())
+    raise UserError(f'{len(missing)} run(s) have no {measures_lib.rule_name(rule, k)} (e.g. '
+                    f'{missing[0]!r}; fewest evaluations: {fewest}): pass --rule last (e.g. for '
+                    'published scores, one evaluation per run) or a smaller --k')
+  return runs
+
+
+def relative_scores(runs: pd.DataFrame) -> pd.DataFrame:
+  """Per run: score relative to the scratch run of its pair, target and seed.
 
   Args:
-    runs: one row per run with condition, fine_tuned, n_layers, target, seed, pair and
-      ``final_best_k`` (see :func:`analysis.measures.run_measures`).
-    groups: pair label -> group (``'random halves'`` or ``'dissimilar'``); pairs not listed are
-      left out.
+    runs: one row per run with condition, fine_tuned, n_layers, target, seed, pair, pair_kind
+      and ``score``.
 
   Returns:
-    Columns group, pair, target, seed, label, n_layers, score, base, rel.
+    Columns kind, group, pair, target, seed, label, n_layers, score, base, rel.
+
+  Raises:
+    UserError: no pair/pair_kind columns, or a run without a scratch run on its (pair, target).
   """
-  runs = runs[runs['pair'].isin(groups)].copy()
-  runs['group'] = runs['pair'].map(groups)
-  runs['label'] = [label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])]
-  runs['score'] = runs['final_best_k'].astype(float)
-  base = (runs[runs['condition'] == 'scratch'].groupby(['target', 'seed'])['score'].mean()
-          .rename('base'))
-  out = runs.join(base, on=['target', 'seed'])
-  out['rel'] = out['score'] / out['base']
-  return out[['group', 'pair', 'target', 'seed', 'label', 'n_layers', 'score', 'base',
+  if 'pair' not in runs.columns or 'pair_kind' not in runs.columns:
+    raise UserError('checking claims needs the columns pair and pair_kind: name each run\'s '
+                    'replicate task pair (e.g. split0) and its kind (random_halves, dissimilar '
+                    'or none)')
+  runs = runs.assign(kind=runs['pair_kind'], group=runs['pair_kind'].map(GROUP_NAMES),
+                     label=[label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])])
+  scratch = runs[runs['condition'] == 'scratch']
+  by_seed = scratch.groupby(list(OBSERVATION))['score'].mean()
+  by_target = scratch.groupby(['pair', 'target'])['score'].mean()
+  keys = list(zip(runs['pair'], runs['target'], runs['seed']))
+  base = pd.Series([by_seed.get(key, by_target.get(key[:2], np.nan)) for key in keys],
+                   index=runs.index)
+  lonely = runs[base.isna()]
+  if len(lonely):
+    row = lonely.iloc[0]
+    raise UserError(f'run {row["run_id"]!r} (pair {row["pair"]!r}, target {row["target"]!r}) has '
+                    'no scratch run on its target in its pair: each replicate is scored against '
+                    'the base net of its own pair and target; add it (condition scratch, pair '
+                    f'{row["pair"]}, target {row["target"]}) or drop the run')
+  out = runs.assign(base=base, rel=runs['score'] / base)
+  return out[['kind', 'group', 'pair', 'target', 'seed', 'label', 'n_layers', 'score', 'base',
               'rel']].reset_index(drop=True)
 
 
-def matrix(rel: pd.DataFrame, group: str, name: str) -> pd.DataFrame:
-  """rel of one group and label as a (target, seed) x n table (NaN where a run is missing)."""
-  rows = rel[(rel['group'] == group) & (rel['label'] == name)]
+def matrix(rel: pd.DataFrame, kind: str, name: str) -> pd.DataFrame:
+  """rel of one pair kind and label as an (pair, target, seed) x n table (NaN: missing run)."""
+  rows = rel[(rel['kind'] == kind) & (rel['label'] == name)]
   if rows.empty:
     return pd.DataFrame()
-  return rows.pivot_table(index=['target', 'seed'], columns='n_layers', values='rel',
+  return rows.pivot_table(index=list(OBSERVATION), columns='n_layers', values='rel',
                           aggfunc='mean').sort_index(axis=1)
 
 
 def slopes(table: pd.DataFrame) -> pd.Series:
-  """Least-squares slope of each row of a (observation x n) table over n (complete rows only)."""
+  """Least-squares slope of each row of an (observation x n) table over n (complete rows only)."""
   table = table.dropna()
-  if table.shape[1] < 2:
+  if table.shape[1] < 2 or table.empty:
     return pd.Series(dtype=float)
   n = table.columns.to_numpy(float)
   return pd.Series(np.polyfit(n, table.to_numpy(float).T, 1)[0], index=table.index)
@@ -158,63 +203,131 @@ def slopes(table: pd.DataFrame) -> pd.Series:
 
 # ------------------------------------------------------------------------------------- tests
 
-def _rng(settings: Settings, *key) -> np.random.Generator:
-  return stats.rng_for(settings.seed, 'reproduce', *key)
+@dataclasses.dataclass(frozen=True)
+class Effect:
+  """An estimate over units with its standard error and degrees of freedom (0: untestable)."""
+  estimate: float
+  se: float
+  df: float
+  n: int
+  unit: str
+
+  def __neg__(self) -> 'Effect':
+    return dataclasses.replace(self, estimate=-self.estimate)
 
 
-def test_positive(name: str, formula: str, d, settings: Settings, *key) -> Part:
-  """Part whose claim is mean(d) > 0, d one value per observation (paired t + bootstrap)."""
-  d = np.asarray(d, float)
-  d = d[~np.isnan(d)]
-  part = Part(name, formula, n=len(d))
-  if not len(d):
+def mean_effect(values: pd.Series) -> Effect:
+  """Mean over units of values per (pair, target, seed) observation, with its t standard error."""
+  units, unit = unit_values(values)
+  d = units.to_numpy(float)
+  if len(d) < 2:
+    return Effect(float(d.mean()) if len(d) else np.nan, np.nan, 0, len(d), unit)
+  return Effect(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1, len(d), unit)
+
+
+def _unit_slopes(table: pd.DataFrame) -> tuple[pd.Series, str]:
+  return unit_values(slopes(table)) if not table.empty else (pd.Series(dtype=float), '')
+
+
+def slope_effect(table: pd.DataFrame) -> Effect:
+  """Mean slope over units; with a single unit, the residual SE of its regression over n."""
+  units, unit = _unit_slopes(table)
+  if len(units) != 1:
+    return mean_effect(slopes(table)) if len(units) else Effect(np.nan, np.nan, 0, 0, '')
+  n = table.columns.to_numpy(float)
+  y = table.dropna().iloc[0].to_numpy(float)
+  fit = np.polyfit(n, y, 1)
+  df = len(n) - 2
+  if df < 1:
+    return Effect(float(fit[0]), np.nan, 0, 1, unit)
+  residual = np.sum((y - np.polyval(fit, n)) ** 2) / df
+  se = float(np.sqrt(residual / np.sum((n - n.mean()) ** 2)))
+  return Effect(float(fit[0]), se, df, 1, unit + f'; SE from the residuals over {len(n)} n')
+
+
+def slope_difference(a: pd.DataFrame, b: pd.DataFrame) -> Effect:
+  """slope(a) - slope(b): paired by seed when both have the same seeds as units, else Welch."""
+  ua, unit_a = _unit_slopes(a)
+  ub, unit_b = _unit_slopes(b)
+  if ua.index.name == 'seed' and ub.index.name == 'seed' and set(ua.index) == set(ub.index):
+    d = (ua - ub.reindex(ua.index)).to_numpy(float)
+    return Effect(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1, len(d),
+                  unit_a + '; paired by seed')
+  ea, eb = slope_effect(a), slope_effect(b)
+  if not (ea.df > 0 and eb.df > 0):
+    return Effect(ea.estimate - eb.estimate, np.nan, 0, min(ea.n, eb.n), f'{unit_a} vs {unit_b}')
+  var = ea.se ** 2 + eb.se ** 2
+  df = var ** 2 / (ea.se ** 4 / ea.df + eb.se ** 4 / eb.df) if var > 0 else ea.df + eb.df
+  return Effect(ea.estimate - eb.estimate, float(np.sqrt(var)), float(df), min(ea.n, eb.n),
+                f'{unit_a} vs {unit_b} (Welch)')
+
+
+def _one_sided(estimate: float, se: float, df: float) -> tuple[float, float]:
+  """(p that the effect is > 0, p that it is < 0), one-sided t; exact when se is 0."""
+  if se == 0:
+    return (0.0, 1.0) if estimate > 0 else (1.0, 0.0) if estimate < 0 else (1.0, 1.0)
+  t = estimate / se
+  return float(sps.t.sf(t, df)), float(sps.t.cdf(t, df))
+
+
+def make_part(name: str, formula: str, effect: Effect, settings: Settings, note: str = '') -> Part:
+  """A part with its estimate, 90% t CI and one-sided p-values (verdict set by :func:`decide`)."""
+  part = Part(name, formula, estimate=effect.estimate, n=effect.n, unit=effect.unit, note=note)
+  if not (effect.df > 0 and np.isfinite(effect.se)):
+    part.note = '; '.join(filter(None, ['too few units for a test', note]))
     return part
-  result = stats.compare(np.zeros_like(d), d, True, 'mean', 1, 't', settings.n_boot,
-                         _rng(settings, name, *key), settings.alpha)
-  return _fill(part, result)
-
-
-def test_greater(name: str, formula: str, a, b, settings: Settings, *key) -> Part:
-  """Part whose claim is mean(a) > mean(b) for two independent groups (Welch + bootstrap)."""
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  result = stats.compare(b[~np.isnan(b)], a[~np.isnan(a)], False, 'mean', 1, 't',
-                         settings.n_boot, _rng(settings, name, *key), settings.alpha)
-  part = Part(name, formula, n=min(result['n'], result['n_ref']))
-  if not part.n:
-    part.note = 'no data for one of the two groups'
-    return part
-  part = _fill(part, result)
-  part.note = (part.note + f' ({result["n_ref"]} vs {result["n"]} observations)').strip()
+  part.p_value, part.p_opposite = _one_sided(effect.estimate, effect.se, effect.df)
+  half = float(sps.t.ppf(1 - settings.alpha, effect.df) * effect.se)
+  part.ci_low, part.ci_high = effect.estimate - half, effect.estimate + half
   return part
 
 
-def _fill(part: Part, result: dict) -> Part:
-  part.estimate, part.ci_low, part.ci_high = result['gap'], result['gap_ci_low'], result['gap_ci_high']
-  part.p_value = result['p_value']
-  part.verdict = _PART_VERDICT[result['direction']]
-  if result['direction'] is None:
-    part.note = 'too few observations for a CI'
-  return part
+def non_inferiority(table: pd.DataFrame, unit: str, settings: Settings) -> Part:
+  """'Nowhere below base': at every n, mean of (rel - 1) > -margin (intersection-union).
+
+  Args:
+    table: (unit x n) values of rel - 1.
+    unit: the unit in words.
+    settings: alpha and margin.
+
+  Returns:
+    A part whose p is the largest per-n one-sided p (the claim needs every n) and whose opposite
+    p is the smallest Holm-adjusted per-n p of being below 1 - margin. Per-n SEs use the
+    variance within n pooled over n (so that an n with one unit is still tested).
+  """
+  columns = {n: table[n].dropna().to_numpy(float) for n in table.columns}
+  columns = {n: v for n, v in columns.items() if len(v)}
+  df = sum(len(v) for v in columns.values()) - len(columns)
+  means = {n: float(v.mean()) for n, v in columns.items()}
+  per_n = ', '.join(f'{n}: {m:+.4f}' for n, m in means.items())
+  formula = f'min over n of AnB+/base - 1 (margin {settings.margin:g})'
+  if not columns or df < 1:
+    return Part('nowhere below base', formula, n=len(table), unit=unit,
+                note=f'no variance within n to test (per n: {per_n})')
+  sd = np.sqrt(sum(np.sum((v - v.mean()) ** 2) for v in columns.values()) / df)
+  se = {n: sd / np.sqrt(len(v)) for n, v in columns.items()}
+  p = {n: _one_sided(means[n] + settings.margin, se[n], df) for n in columns}
+  worst = min(means, key=means.get)
+  half = float(sps.t.ppf(1 - settings.alpha, df) * se[worst])
+  below = stats.holm(np.array([p[n][1] for n in columns]))
+  return Part('nowhere below base', formula, estimate=means[worst], ci_low=means[worst] - half,
+              ci_high=means[worst] + half, p_value=max(p[n][0] for n in columns),
+              p_opposite=float(np.min(below)), n=len(table), unit=unit,
+              note=f'worst n={worst}; per n: {per_n}; SD pooled over n ({df} df)')
 
 
-def per_n_tests(name: str, formula: str, table: pd.DataFrame, ns: Sequence[int],
-                settings: Settings) -> list[Part]:
-  """One positive-claim part per n (columns of ``table`` hold d), Holm-adjusted over ``ns``."""
-  parts = [test_positive(f'{name} n={n}', formula, table[n] if n in table else [], settings, n)
-           for n in ns]
-  adjusted = stats.holm(np.array([p.p_value for p in parts], float))
-  for part, p_holm in zip(parts, adjusted):
-    if part.n >= 2 and not np.isnan(p_holm):
-      part.p_value = float(p_holm)
-      direction = int(p_holm < settings.alpha and part.ci_low > 0) - int(
-          p_holm < settings.alpha and part.ci_high < 0)
-      part.verdict = _PART_VERDICT[direction]
-      part.note = 'Holm-adjusted p'
-  return parts
+def decide(parts: Sequence[Part], alpha: float) -> list[Part]:
+  """Holm over the claim's parts, for each direction; sets every part's verdict."""
+  claimed = stats.holm(np.array([p.p_value for p in parts], float))
+  opposite = stats.holm(np.array([p.p_opposite for p in parts], float))
+  for part, a, b in zip(parts, claimed, opposite):
+    part.p_holm, part.p_opposite_holm = float(a), float(b)
+    part.verdict = REPRODUCED if a < alpha else NOT_REPRODUCED if b < alpha else INCONCLUSIVE
+  return list(parts)
 
 
 def combine(parts: Sequence[Part]) -> str:
-  """Claim verdict: every part reproduced -> reproduced; any not reproduced -> not; else inconclusive."""
+  """A claim's verdict: reproduced iff every part is; not reproduced iff one part is."""
   verdicts = [p.verdict for p in parts]
   if verdicts and all(v == REPRODUCED for v in verdicts):
     return REPRODUCED
@@ -229,80 +342,77 @@ def _no_data(name: str, why: str) -> Part:
 
 # ------------------------------------------------------------------- the claims of the paper
 
+def dip_n(ns: Sequence[int], settings: Settings) -> int:
+  """The n of the dip, fixed in advance: the paper's 5 of 7 scaled to the deepest n measured."""
+  if settings.dip_n is not None:
+    return int(settings.dip_n)
+  return int(np.floor(PAPER_DIP_N * max(ns) / PAPER_DEPTH + 0.5))
+
+
 def claim_fragile_coadaptation(rel: pd.DataFrame, settings: Settings) -> list[Part]:
-  """BnB drops below base in the middle layers and recovers at the top (see module docstring)."""
-  bnb = matrix(rel, RANDOM, 'BnB')
+  """BnB drops below base at the fixed middle n and recovers at the top (module docstring)."""
+  bnb = matrix(rel, RANDOM_HALVES, 'BnB')
   if bnb.empty:
     return [_no_data('dip', 'no BnB runs on random halves')]
   ns = list(bnb.columns)
-  top, middle = ns[-1], ns[1:-1]
-  if not middle:
-    return [_no_data('dip', f'needs n = 1..N with N >= 3 (have n = {ns}): no middle layers')]
-  dips = 1.0 - bnb
-  per_n = per_n_tests('dip', '1 - BnB/base', dips, middle, settings)
-  if any(p.verdict == REPRODUCED for p in per_n):
-    dip = max((p for p in per_n if p.verdict == REPRODUCED), key=lambda p: p.estimate)
-  else:
-    dip = test_positive('mean dip over middle n', f'1 - BnB/base, mean over n={middle}',
-                        dips[middle].mean(axis=1), settings, 'middle')
-    per_n_text = 'per n: ' + ', '.join(f'{p.name.split("=")[1]}: {p.estimate:+.4f}' for p in per_n)
-    if dip.verdict == REPRODUCED:  # Pooled dip without any single n: not the claimed pattern.
-      dip.verdict, dip.note = INCONCLUSIVE, 'no single middle n dips significantly (Holm); ' + per_n_text
-    else:
-      dip.note = per_n_text
-    return [dip]
-  n_star = int(dip.name.split('=')[1])
-  recovery = test_positive('recovery', f'BnB/base(n={top}) - BnB/base(n={n_star})',
-                           bnb[top] - bnb[n_star], settings, 'recovery')
+  top, n = ns[-1], dip_n(ns, settings)
+  if not 1 < n < top or n not in bnb:
+    return [_no_data('dip', f'needs n = 1..N with N >= 3 and the dip n={n} measured (have n = '
+                     f'{ns}): no middle layers')]
+  per_n = 'per n (1 - BnB/base): ' + ', '.join(f'{c}: {1 - m:+.4f}' for c, m in bnb.mean().items())
+  dip = make_part(f'dip n={n}', f'1 - BnB/base at n={n} (fixed in advance)',
+                  mean_effect(1.0 - bnb[n]), settings, per_n)
+  recovery = make_part('recovery', f'BnB/base(n={top}) - BnB/base(n={n})',
+                       mean_effect(bnb[top] - bnb[n]), settings)
   return [dip, recovery]
 
 
 def claim_specificity(rel: pd.DataFrame, settings: Settings) -> list[Part]:
   """AnB falls as n grows, more steeply for the dissimilar pair."""
-  anb = matrix(rel, RANDOM, 'AnB')
+  anb = matrix(rel, RANDOM_HALVES, 'AnB')
   if anb.empty:
     return [_no_data('falls', 'no AnB runs on random halves')]
-  s_random = slopes(anb)
-  falls = test_positive('falls', '-slope(AnB/base over n)', -s_random, settings, 'falls')
-  dissimilar = matrix(rel, DISSIMILAR, 'AnB')
+  falls = make_part('falls', '-slope(AnB/base over n)', -slope_effect(anb), settings)
+  dissimilar = matrix(rel, DISSIMILAR_KIND, 'AnB')
   if dissimilar.empty:
     return [falls, _no_data('steeper for dissimilar', 'no dissimilar pair in the results')]
-  steeper = test_greater('steeper for dissimilar', 'slope(random halves) - slope(dissimilar)',
-                         s_random, slopes(dissimilar), settings, 'steeper')
+  steeper = make_part('steeper for dissimilar', 'slope(random halves) - slope(dissimilar)',
+                      slope_difference(anb, dissimilar), settings)
   return [falls, steeper]
 
 
 def claim_fine_tuning_boost(rel: pd.DataFrame, settings: Settings) -> list[Part]:
-  """AnB+ >= base: a boost on average over n, and no n significantly below base."""
-  ft = matrix(rel, RANDOM, 'AnB+')
+  """AnB+ >= base: a boost on average over n, and non-inferior to base at every n."""
+  ft = matrix(rel, RANDOM_HALVES, 'AnB+')
   if ft.empty:
     return [_no_data('boost', 'no AnB+ runs on random halves')]
-  ns = list(ft.columns)
-  boost = test_positive('boost', 'AnB+/base - 1, mean over n', ft.mean(axis=1) - 1.0, settings,
-                        'boost')
-  below = per_n_tests('below base', 'AnB+/base - 1', ft - 1.0, ns, settings)
-  worst = [p for p in below if p.verdict == NOT_REPRODUCED]
-  nowhere = Part('nowhere below base', 'smallest per-n AnB+/base - 1 (Holm over n)', n=min(p.n for p in below),
-                 verdict=NOT_REPRODUCED if worst else REPRODUCED,
-                 note=(f'significantly below base at n={[p.name.split("=")[1] for p in worst]}'
-                       if worst else 'no n significantly below base'))
-  nowhere.estimate = min(p.estimate for p in below)
-  return [boost, nowhere]
+  boost = make_part('boost', 'AnB+/base - 1, mean over n', mean_effect(ft.mean(axis=1) - 1.0),
+                    settings)
+  table, unit = unit_table(ft - 1.0)
+  return [boost, non_inferiority(table, unit, settings)]
+
+
+def _random_frozen(rel: pd.DataFrame) -> pd.DataFrame:
+  """The random-frozen runs of one kind: random halves, or a 'none' pair with its own base."""
+  kinds = sorted(set(rel.loc[rel['label'] == 'random', 'kind']) & {RANDOM_HALVES, NONE})
+  if len(kinds) > 1:
+    raise UserError(f'random-frozen runs come from pairs of kinds {" and ".join(kinds)}: the '
+                    'random_features claim compares one set with AnB; keep the random_frozen '
+                    'rows of one kind (drop the others) and check the other in a second run')
+  return matrix(rel, kinds[0], 'random') if kinds else pd.DataFrame()
 
 
 def claim_random_features(rel: pd.DataFrame, settings: Settings) -> list[Part]:
   """Random frozen features fall off fast with n: they fall, and faster than AnB."""
-  random = matrix(rel, RANDOM, 'random')
+  random = _random_frozen(rel)
   if random.empty:
-    return [_no_data('falls', 'no random-frozen runs on random halves')]
-  s_random = slopes(random)
-  falls = test_positive('falls', '-slope(random/base over n)', -s_random, settings, 'rf-falls')
-  anb = slopes(matrix(rel, RANDOM, 'AnB'))
+    return [_no_data('falls', 'no random-frozen runs on random halves or a none pair')]
+  falls = make_part('falls', '-slope(random/base over n)', -slope_effect(random), settings)
+  anb = matrix(rel, RANDOM_HALVES, 'AnB')
   if anb.empty:
     return [falls, _no_data('faster than AnB', 'no AnB runs on random halves')]
-  both = pd.concat([anb.rename('anb'), s_random.rename('random')], axis=1).dropna()
-  faster = test_positive('faster than AnB', 'slope(AnB) - slope(random)',
-                         both['anb'] - both['random'], settings, 'rf-faster')
+  faster = make_part('faster than AnB', 'slope(AnB) - slope(random)',
+                     slope_difference(anb, random), settings)
   return [falls, faster]
 
 
@@ -342,7 +452,7 @@ def check_claims(rel: pd.DataFrame, claims: Mapping[str, Claim],
   """Checks every claim of a registry on a relative-scores table (:func:`relative_scores`)."""
   results = []
   for name, claim in claims.items():
-    parts = claim.check(rel, settings)
+    parts = decide(claim.check(rel, settings), settings.alpha)
     results.append(ClaimResult(name, claim.statement, combine(parts), parts))
   return results
 
@@ -351,7 +461,7 @@ def check_claims(rel: pd.DataFrame, claims: Mapping[str, Claim],
 
 def claims_markdown(results: Sequence[ClaimResult]) -> str:
   """A markdown table claim | verdict | evidence."""
-  lines = ['| Claim | Verdict | Evidence (mean [95% CI], p, observations) |', '|---|---|---|']
+  lines = ['| Claim | Verdict | Evidence (estimate [90% CI], Holm p, units) |', '|---|---|---|']
   for r in results:
     lines.append(f'| {r.claim}: {r.statement} | **{r.verdict}** | '
                  + r.evidence().replace('|', r'\|') + ' |')
@@ -359,34 +469,36 @@ def claims_markdown(results: Sequence[ClaimResult]) -> str:
 
 
 def curve_table(rel: pd.DataFrame) -> pd.DataFrame:
-  """Mean relative score and 95% t CI half-width per (group, label, n); base is n = 0 at 1."""
+  """Mean relative score and 95% t CI half-width over units per (group, label, n)."""
   rows = []
   for (group, name, n), g in rel.groupby(['group', 'label', 'n_layers'], sort=True):
-    values = g['rel'].dropna().to_numpy(float)
-    if not len(values):
+    units, unit = unit_values(g.set_index(list(OBSERVATION))['rel'])
+    if not len(units):
       continue
-    rows.append({'group': group, 'label': name, 'n_layers': int(n), 'rel_mean': values.mean(),
-                 'rel_ci95': stats.t_halfwidth(values), 'count': len(values),
-                 'score_mean': g['score'].mean()})
+    rows.append({'group': group, 'label': name, 'n_layers': int(n), 'rel_mean': units.mean(),
+                 'rel_ci95': stats.t_halfwidth(units.to_numpy(float)), 'count': len(units),
+                 'unit': unit, 'score_mean': g['score'].mean()})
   return pd.DataFrame(rows)
 
 
 def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.DataFrame,
-                  out: pathlib.Path, reference: str | None, k: int,
+                  out: pathlib.Path, reference: str | None, settings: Settings = Settings(),
                   draw: bool = True) -> list[pathlib.Path]:
   """claims.json, claims.md, runs_relative.csv, curves_relative.csv and (``draw``) the figures."""
-  from analysis import figures
   from harness.results import atomic_write_json
   out.mkdir(parents=True, exist_ok=True)
   written = [out / 'claims.json', out / 'claims.md', out / 'runs_relative.csv',
              out / 'curves_relative.csv']
-  atomic_write_json(written[0], {'claims': [r.to_dict() for r in results]})
-  written[1].write_text(claims_markdown(results) + '\n')
+  atomic_write_json(written[0], {'settings': dataclasses.asdict(settings),
+                                 'method': settings.describe(),
+                                 'claims': [r.to_dict() for r in results]})
+  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + '\n')
   rel.to_csv(written[2], index=False)
   curves = curve_table(rel)
   curves.to_csv(written[3], index=False)
   if not draw:
     return written
+  from analysis import figures
   points = None
   if reference == 'yosinski2014':
     from analysis.reference import yosinski2014_points
@@ -395,101 +507,41 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   if fig is not None:
     written += figures.save(fig, out, 'reproduced_vs_published')
   labelled = runs.assign(label=[label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])])
-  fig2 = figures.fig2_accuracy_vs_n(labelled, 'best_k', k, reference=points)
+  fig2 = figures.fig2_accuracy_vs_n(labelled, settings.rule, settings.k, reference=points)
   if fig2 is not None:
     written += figures.save(fig2, out, 'fig2_relative_per_pair')
   return written
 
 
-# ---------------------------------------------------------------------------------- pipeline
+def reproduce_curves(curves: pd.DataFrame, study: Study, settings: Settings,
+                     out: pathlib.Path, draw: bool = True):
+  """Scores the curves, checks the study's claims and writes the outputs.
 
-def pair_groups(pairs: Sequence[Mapping], data_dir: str | None) -> dict[str, str]:
-  """Pair label (``'A|B'``, as in the results' ``pair`` column) -> group, from a sweep's pairs."""
-  from harness import tasks
-  groups = {}
-  for pair in pairs:
-    a, b = tasks.make_task_pair(pair, data_dir)
-    groups[f'{a.name}|{b.name}'] = PAIR_GROUPS.get(pair.get('kind'), DISSIMILAR)
-  return groups
+  Args:
+    curves: long-format curves with ``pair`` and ``pair_kind`` (any source).
+    study: the study whose claims are checked.
+    settings: scoring rule and statistical choices.
+    out: output directory.
+    draw: also draw the figures.
 
+  Returns:
+    (claim results, scored runs, relative scores, written paths).
 
-def scored_runs(results_dir: pathlib.Path, k: int) -> pd.DataFrame:
-  """One row per complete run of a results directory with the paper's best-k score."""
-  from harness.results import load_curves
-  curves = load_curves(results_dir)
-  if curves.empty:
-    raise UserError(f'no complete runs in {results_dir}: run `transferbench reproduce` without '
-                    '--analyze-only first')
-  curves, _ = keep_complete(validate_curves(curves))
-  return measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-  """Adds the ``reproduce`` subcommand (``func=run``) to an argparse subparsers object."""
-  p = subparsers.add_parser(
-      'reproduce', help='run a published study at small scale and check its claims',
-      description='Run (or resume) a study\'s sweep, then check the paper\'s qualitative claims '
-      'against the measured curves with CIs over seeds (reproduced / not reproduced / '
-      'inconclusive); dotted overrides like --config.seeds=3 follow. See analysis/reproduce.py.')
-  p.add_argument('study', choices=sorted(STUDIES), help='the study to reproduce')
-  p.add_argument('--results', help='results directory (default: results/<sweep name>)')
-  p.add_argument('--analyze-only', action='store_true',
-                 help='do not train: analyse the runs already in --results')
-  p.add_argument('--out', help='output directory (default: <results>/reproduce)')
-  p.add_argument('--arg', help="string argument of the sweep's get_config(arg), e.g. tiny")
-  p.add_argument('--data-dir', help='TFDS data directory (default: $TRANSFERBENCH_DATA_DIR)')
-  p.add_argument('--no-progress', action='store_true', help='no progress bar')
-  p.add_argument('--no-figures', action='store_true', help='tables only')
-  p.add_argument('--alpha', type=float, default=stats.ALPHA, help='significance level (0.05)')
-  p.add_argument('--n-boot', type=int, default=10000, help='bootstrap resamples (10000)')
-  p.add_argument('--seed', type=int, default=0, help='bootstrap seed (0)')
-  p.set_defaults(func=run)
-  return p
+  Raises:
+    UserError: invalid curves, no pair/pair_kind, a replicate without its scratch run, runs
+      without a score under the rule, or a claim fed by more than one pair kind.
+  """
+  runs = score_runs(curves, settings.rule, settings.k)
+  rel = relative_scores(runs)
+  results = check_claims(rel, study.claims, settings)
+  written = write_outputs(results, rel, runs, out, study.reference, settings, draw)
+  return results, runs, rel, written
 
 
-def _sweep_config(args: argparse.Namespace, study: Study):
-  from harness import sweeps
-  config = sweeps.apply_overrides(sweeps.load_sweep(study.sweep, args.arg),
-                                  getattr(args, 'overrides', []))
-  if args.data_dir:
-    config.data_dir = args.data_dir
-  return config
-
-
-def run(args: argparse.Namespace) -> int:
-  """Runs the sweep (unless --analyze-only), checks the claims, prints and writes them."""
-  study = STUDIES[args.study]
-  config = _sweep_config(args, study)
-  results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
-  if args.analyze_only:
-    if not results.is_dir():
-      raise UserError(f'no results directory {results}: run `transferbench reproduce '
-                      f'{args.study}` first, or pass --results DIR')
-    sweep_file = results / 'sweep.json'
-    pairs = json.loads(sweep_file.read_text())['config']['pairs'] if sweep_file.exists() else None
-  else:
-    from harness import runner
-    report = runner.run_sweep(config, results, progress=not args.no_progress)
-    print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
-          f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
-    if getattr(report, 'busy', None):
-      print(f'{len(report.busy)} run(s) are being run by another worker on {results}: the claims '
-            'below leave them out; run the command again once it has finished')
-    pairs = None
-  if pairs is None:
-    pairs = [dict(p) for p in config.pairs]
-  settings = Settings(alpha=args.alpha, n_boot=args.n_boot, seed=args.seed)
-  runs = scored_runs(results, settings.k)
-  rel = relative_scores(runs, pair_groups(pairs, config.data_dir or None))
-  claim_results = check_claims(rel, study.claims, settings)
-  out = pathlib.Path(args.out) if args.out else results / 'reproduce'
-  written = write_outputs(claim_results, rel, runs, out, study.reference, settings.k,
-                          draw=not args.no_figures)
-  print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {results} '
-        f'(score = mean of the {settings.k} best evaluations, relative to base; alpha={settings.alpha})')
-  for r in claim_results:
-    print(f'\n[{r.verdict.upper()}] {r.claim}: {r.statement}')
-    for part in r.parts:
-      print(f'    {part.text()}')
-  print(f'\nWrote {len(written)} files to {out}')
-  return 0
+def claims_text(results: Sequence[ClaimResult]) -> str:
+  """The printed verdicts: one line per claim, then each part's effect, CI, p and units."""
+  lines = []
+  for r in results:
+    lines.append(f'\n[{r.verdict.upper()}] {r.claim}: {r.statement}')
+    lines += [f'    {part.text()}' for part in r.parts]
+  return '\n'.join(lines)

@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
   analysis_cli.register(sub)
   from analysis import estimate_cli
   estimate_cli.register(sub)
-  from analysis import reproduce
-  reproduce.register(sub)
+  from transferbench import reproduce_command
+  reproduce_command.register(sub)
   from harness import bench
   bench.register(sub)
   return parser

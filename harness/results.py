@@ -256,6 +256,32 @@ def record_rows(record: dict) -> list[dict]:
            'train_loss': p.get('train_loss'), **extra} for p in record.get('curve', [])]
 
 
+# harness.tasks pair kind -> the analysis's pair_kind (analysis.curves.PAIR_KINDS).
+PAIR_KIND_OF_TASK_KIND = {'random_halves': 'random_halves', 'partition': 'dissimilar',
+                          'datasets': 'dissimilar'}
+
+
+def pair_kinds(results_dir: str | os.PathLike) -> dict[str, str]:
+  """Pair label (``'A|B'``, the ``pair`` column) -> pair_kind, from the directory's sweep.json.
+
+  A label that cannot be resolved (no sweep.json, or its data set is not available here) is
+  absent from the map; :func:`load_curves` gives it kind ``none``, which is never pooled.
+  """
+  from harness import tasks  # Lazy: tasks imports the data layer.
+  sweep_file = pathlib.Path(results_dir) / 'sweep.json'
+  if not sweep_file.is_file():
+    return {}
+  config = read_json(sweep_file).get('config', {})
+  kinds = {}
+  for pair in config.get('pairs', []):
+    try:
+      a, b = tasks.make_task_pair(pair, config.get('data_dir') or None)
+    except UserError:
+      continue
+    kinds[f'{a.name}|{b.name}'] = PAIR_KIND_OF_TASK_KIND.get(pair.get('kind'), 'none')
+  return kinds
+
+
 def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) -> pd.DataFrame:
   """Loads every run's learning curve of a results directory into one long DataFrame.
 
@@ -265,7 +291,8 @@ def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) ->
 
   Returns:
     A DataFrame with columns ``run_id, condition, n_layers, fine_tuned, source, target, seed,
-    step, accuracy, loss`` plus ``train_loss, status, model, pair, examples_per_class``.
+    step, accuracy, loss`` plus ``train_loss, status, model, pair, examples_per_class`` and
+    ``pair_kind`` (:func:`pair_kinds`).
 
   Raises:
     UserError: the directory holds no results, or a record is corrupt.
@@ -278,5 +305,6 @@ def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) ->
           if include_failed or record['status'] == 'complete' for row in record_rows(record)]
   columns = list(CURVE_COLUMNS) + ['train_loss', 'status', 'model', 'pair', 'examples_per_class']
   df = pd.DataFrame(rows, columns=columns)
+  df['pair_kind'] = df['pair'].map(pair_kinds(results_dir)).fillna('none')
   return df.astype({'n_layers': int, 'seed': int, 'step': int, 'fine_tuned': bool,
                     'accuracy': float, 'loss': float})

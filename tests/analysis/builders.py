@@ -78,30 +78,35 @@ PAPER_LIKE = {
 
 def claim_runs(levels=None, seeds=5, splits=2, ns=range(1, 8), noise=0.002, dissimilar=True,
                rng=0) -> tuple[pd.DataFrame, dict]:
-  """A runs table (one row per run, ``final_best_k``) and its pair -> group map, for the claims.
+  """A runs table (one row per run: ``score``, ``pair``, ``pair_kind``) and its pair -> kind map.
 
-  Every run's score is its (target, seed) base score x ``levels[label](n, group)`` + N(0, noise);
-  base scores are 0.9 + N(0, 0.005). Labels missing from ``levels`` have no runs.
+  Every run's score is its (target, seed) base score x ``levels[label](n, group)`` + N(0, noise),
+  group 'random halves' or 'dissimilar'; base scores are 0.9 + N(0, 0.005). Labels missing from
+  ``levels`` have no runs.
   """
   levels = dict(PAPER_LIKE if levels is None else levels)
   rng = np.random.default_rng(rng)
   conditions = {'BnB': ('selffer', False), 'BnB+': ('selffer', True), 'AnB': ('transfer', False),
                 'AnB+': ('transfer', True), 'random': ('random_frozen', False)}
-  pairs = {f'A{s}|B{s}': 'random halves' for s in range(splits)}
+  pairs = {f'A{s}|B{s}': 'random_halves' for s in range(splits)}
   if dissimilar:
     pairs['M|N'] = 'dissimilar'
+  groups = {'random_halves': 'random halves', 'dissimilar': 'dissimilar'}
   rows = []
-  for pair, group in pairs.items():
-    source, target = pair.split('|')
+  for pair, kind in pairs.items():
+    source, target, group = *pair.split('|'), groups[kind]
     for seed in range(seeds):
       base = 0.9 + rng.normal(0, 0.005)
-      rows.append(dict(condition='scratch', fine_tuned=False, n_layers=0, source='none',
-                       target=target, seed=seed, pair=pair, final_best_k=base))
+      rows.append(dict(run_id=f'base{target}_{seed}', condition='scratch', fine_tuned=False,
+                       n_layers=0, source='none', target=target, seed=seed, pair=pair,
+                       pair_kind=kind, score=base))
       for name, level in levels.items():
         condition, fine_tuned = conditions[name]
         src = {'selffer': target, 'transfer': source, 'random_frozen': 'random'}[condition]
         for n in ns:
-          rows.append(dict(condition=condition, fine_tuned=fine_tuned, n_layers=n, source=src,
-                           target=target, seed=seed, pair=pair,
-                           final_best_k=base * level(n, group) + rng.normal(0, noise)))
-  return pd.DataFrame(rows), pairs
+          rows.append(dict(run_id=f'{name}{n}{target}_{seed}', condition=condition,
+                           fine_tuned=fine_tuned, n_layers=n, source=src, target=target,
+                           seed=seed, pair=pair, pair_kind=kind,
+                           score=base * level(n, group) + rng.normal(0, noise)))
+  runs = pd.DataFrame(rows)
+  return runs.assign(final_best_k=runs['score']), pairs

@@ -1,0 +1,1 @@
+"""transferbench's application layer: commands that join the harness (training) and the analysis."""

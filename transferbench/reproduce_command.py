@@ -1,0 +1,123 @@
+"""``transferbench reproduce STUDY``: train a study's sweep (or read curves) and check its claims.
+
+The command line and the part that launches training live here, in the application layer;
+:mod:`analysis.reproduce` turns curves into claim verdicts and never trains. Two sources of
+curves:
+
+* a results directory (``--results``, default ``results/<sweep name>``): the study's sweep is run
+  or resumed first unless ``--analyze-only``;
+* ``--curves FILE``: any long-format curves with ``pair``/``pair_kind`` (a user's own logs, or
+  the published networks via :func:`analysis.reference.yosinski2014_curves`); nothing is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from analysis import measures as measures_lib
+from analysis import reproduce
+from analysis import stats
+from harness.errors import UserError
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+  """Adds the ``reproduce`` subcommand (``func=run``) to an argparse subparsers object."""
+  p = subparsers.add_parser(
+      'reproduce', help='run a published study at small scale and check its claims',
+      description='Run (or resume) a study\'s sweep, or read --curves FILE, then check the '
+      'paper\'s claims (reproduced / not reproduced / inconclusive) with one-sided t-tests over '
+      'the independent units, Holm over each claim\'s parts; dotted overrides like '
+      '--config.seeds=3 follow. See docs/analysis/pooling_and_claims.md.')
+  p.add_argument('study', choices=sorted(reproduce.STUDIES), help='the study to reproduce')
+  p.add_argument('--results', help='results directory (default: results/<sweep name>)')
+  p.add_argument('--curves', metavar='FILE',
+                 help='check the claims on this long-format curves file (with pair and '
+                 'pair_kind columns) instead of a results directory; trains nothing')
+  p.add_argument('--analyze-only', action='store_true',
+                 help='do not train: analyse the runs already in --results')
+  p.add_argument('--out', help='output directory (default: <results>/reproduce, or '
+                 'reproduce_<stem> next to --curves)')
+  p.add_argument('--arg', help="string argument of the sweep's get_config(arg), e.g. tiny")
+  p.add_argument('--data-dir', help='TFDS data directory (default: $TRANSFERBENCH_DATA_DIR)')
+  p.add_argument('--no-progress', action='store_true', help='no progress bar')
+  p.add_argument('--no-figures', action='store_true', help='tables only')
+  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default='best_k',
+                 help="score of a run (default best_k, the paper's mean of the k best "
+                 'evaluations; last for tables with one evaluation per run)')
+  p.add_argument('--k', type=int, default=10, help='evaluations of the k rules (default 10)')
+  p.add_argument('--alpha', type=float, default=stats.ALPHA, help='significance level (0.05)')
+  p.add_argument('--margin', type=float, default=reproduce.Settings.margin,
+                 help='non-inferiority margin of "AnB+ nowhere below base", as a fraction of '
+                 'base (default 0.01)')
+  p.add_argument('--dip-n', type=int, help='n of the fragile co-adaptation dip, fixed in advance '
+                 '(default: the paper\'s 5 of 7 layers scaled to the deepest n, round(5 N / 7))')
+  p.set_defaults(func=run)
+  return p
+
+
+def _settings(args: argparse.Namespace) -> reproduce.Settings:
+  if not 0 < args.alpha < 1:
+    raise UserError(f'--alpha {args.alpha} must be in (0, 1)')
+  if not 0 <= args.margin < 1:
+    raise UserError(f'--margin {args.margin} must be a fraction of base in [0, 1), e.g. 0.01')
+  if args.k < 1:
+    raise UserError(f'--k {args.k} must be a positive integer')
+  return reproduce.Settings(rule=args.rule, k=args.k, alpha=args.alpha, margin=args.margin,
+                            dip_n=args.dip_n)
+
+
+def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
+  from harness import sweeps
+  config = sweeps.apply_overrides(sweeps.load_sweep(study.sweep, args.arg),
+                                  getattr(args, 'overrides', []))
+  if args.data_dir:
+    config.data_dir = args.data_dir
+  return config
+
+
+def _results_curves(args: argparse.Namespace, study: reproduce.Study):
+  """(curves, results directory, default output) after running the sweep unless --analyze-only."""
+  from harness.results import load_curves
+  config = _sweep_config(args, study)
+  results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
+  if args.analyze_only:
+    if not results.is_dir():
+      raise UserError(f'no results directory {results}: run `transferbench reproduce '
+                      f'{args.study}` first, or pass --results DIR')
+  else:
+    from harness import runner
+    report = runner.run_sweep(config, results, progress=not args.no_progress)
+    print(f'{report.total} runs: {report.completed} trained, {report.skipped} already complete, '
+          f'{len(report.failed)} failed ({report.seconds:.0f} s). Records in {results}/runs/')
+    if getattr(report, 'busy', None):
+      print(f'{len(report.busy)} run(s) are being run by another worker on {results}: the claims '
+            'below leave them out; run the command again once it has finished')
+  curves = load_curves(results)
+  if curves.empty:
+    raise UserError(f'no complete runs in {results}: run `transferbench reproduce` without '
+                    '--analyze-only first')
+  return curves, results, results / 'reproduce'
+
+
+def run(args: argparse.Namespace) -> int:
+  """Gets the curves (training unless --analyze-only or --curves), checks and prints the claims."""
+  study = reproduce.STUDIES[args.study]
+  settings = _settings(args)
+  if args.curves:
+    if args.analyze_only or args.results:
+      raise UserError('--curves reads a curves file: drop --results / --analyze-only')
+    from analysis.curves import read_curves
+    source = pathlib.Path(args.curves)
+    curves = read_curves(source)
+    default_out = source.parent / f'reproduce_{source.name.split(".")[0]}'
+  else:
+    curves, source, default_out = _results_curves(args, study)
+  out = pathlib.Path(args.out) if args.out else default_out
+  results, runs, _, written = reproduce.reproduce_curves(curves, study, settings, out,
+                                                         draw=not args.no_figures)
+  print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {source} '
+        f'({settings.describe()})')
+  print(reproduce.claims_text(results))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
