@@ -503,7 +503,8 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   if reference == 'yosinski2014':
     from analysis.reference import yosinski2014_points
     points = yosinski2014_points()
-  fig = figures.reference_overlay(curves, points, k=k)
+  unit = curves['unit'].iloc[0] if 'unit' in curves and len(curves) else None
+  fig = figures.reference_overlay(curves, points, rule=settings.rule, k=settings.k, unit=unit)
   if fig is not None:
     written += figures.save(fig, out, 'reproduced_vs_published')
   labelled = runs.assign(label=[label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])])
