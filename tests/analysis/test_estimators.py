@@ -122,8 +122,10 @@ def test_h_score_by_hand():
   # E[f|y] = (1, 1, 5, 5), its variance = (4 + 4 + 4 + 4) / 4 = 4; H = 4 / 5.
   f = np.array([[0.0], [2.0], [4.0], [6.0]])
   assert est.h_score(f, [0, 0, 1, 1]) == pytest.approx(0.8, abs=1e-12)
-  # Shrinkage a = 1/2 does nothing in 1-D (mu = var f): still 4/5; a = 0 is the plain H-score.
-  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.5) == pytest.approx(0.8, abs=1e-12)
+  # Shrinkage a = 1/2 in 1-D: cov_a(f) = (1 - a) 5 + a mu = 5 (mu = var f = 5), and the class-mean
+  # covariance is shrunk by the same (1 - a): H = 1/2 x 4 / 5 = 2/5. a = 0 is the plain H-score.
+  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.5) == pytest.approx(0.4, abs=1e-12)
+  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.0) == pytest.approx(0.8, abs=1e-12)
 
 
 def test_h_score_matches_the_direct_formula_and_its_invariances():
@@ -144,8 +146,18 @@ def test_h_score_separable_near_maximum_random_low():
   for shrinkage in (None, 'auto'):
     separable = est.h_score(*_separable(classes=classes), shrinkage=shrinkage)
     random = est.h_score(*_random(classes=classes), shrinkage=shrinkage)
-    assert random < 0.5 < classes - 1.05 < separable
-  assert est.h_score(*_separable(classes=classes)) <= classes - 1 + 1e-9
+    assert random < 0.5 < classes - 1.05 < separable <= classes - 1 + 1e-9
+
+
+def test_shrunk_h_score_is_below_the_plain_one_and_falls_with_shrinkage():
+  # Every direction counts with weight (1 - a) s / ((1 - a) s + a mu) < 1: the shrunk score is
+  # below the full-rank pseudo-inverse one, decreasing in a, and 0 at a = 1.
+  features, y = _separable(noise=1.0)
+  plain = est.h_score(features, y, rcond=0.0)
+  values = [est.h_score(features, y, shrinkage=a) for a in (0.0, 0.1, 0.5, 0.9, 1.0)]
+  assert values[0] == pytest.approx(plain, rel=1e-12)
+  assert all(later < earlier for earlier, later in zip(values, values[1:]))
+  assert values[-1] == 0.0
 
 
 # ------------------------------------------------------------------------------------ baselines
