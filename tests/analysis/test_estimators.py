@@ -11,8 +11,8 @@ from scipy import optimize, stats
 
 from analysis import estimate
 from analysis import estimators as est
-from analysis.features import layer_features, pool_to_dim
-from harness import models
+from analysis.features import layer_features, pool_to_dim, stratified_indices, task_sample
+from harness import models, tasks
 from harness.cli import main
 from harness.errors import UserError
 
@@ -230,6 +230,28 @@ def test_pool_to_dim():
   grid = pool_to_dim(x, 20).reshape(2, 3, 2, 3)                   # 5x4 -> 3x2 bins
   np.testing.assert_allclose(grid[:, 0, 0], x[:, :2, :2].mean(axis=(1, 2)))
   np.testing.assert_allclose(grid[:, 2, 1], x[:, 4:, 2:].mean(axis=(1, 2)))
+
+
+def test_stratified_indices_keep_every_class_and_the_proportions():
+  rng = np.random.default_rng(0)
+  labels = rng.permutation(np.repeat(np.arange(500), rng.integers(700, 1300, 500)))
+  idx = stratified_indices(labels, 1000, seed=1)
+  assert len(idx) == 1000 and len(np.unique(idx)) == 1000 and (np.diff(idx) > 0).all()
+  assert len(np.unique(labels[idx])) == 500               # a random subset misses ~70 classes
+  assert len(np.unique(labels[rng.choice(len(labels), 1000, replace=False)])) < 460
+  # Unbalanced classes keep their proportions (after the first example of each): 900:90:10.
+  skewed = np.repeat([0, 1, 2], [900, 90, 10])
+  np.testing.assert_array_equal(np.bincount(skewed[stratified_indices(skewed, 100, 0)]), [90, 9, 1])
+  # Seeded: the same seed gives the same subset, another seed another one; small N: everything.
+  np.testing.assert_array_equal(stratified_indices(labels, 50, 3), stratified_indices(labels, 50, 3))
+  assert set(stratified_indices(labels, 50, 3)) != set(stratified_indices(labels, 50, 4))
+  np.testing.assert_array_equal(stratified_indices(skewed, 5000, 0), np.arange(1000))
+
+
+def test_task_sample_is_stratified(data_dir):
+  spec = tasks.TaskSpec(name='digits_all', dataset='digits', classes=tuple(range(10)))
+  x, y = task_sample(spec, data_dir, 20, seed=0)
+  assert x.shape[0] == 20 and np.bincount(y, minlength=10).tolist() == [2] * 10
 
 
 # --------------------------------------------------------------------------------- correlations
