@@ -24,11 +24,22 @@ Pearson r) between the seed-mean score and the seed-mean accuracy are computed:
   the source network a run copies from vs that run's accuracy (more points, with seed noise);
 * ``pairs``: per n, across source-target pairs (needs at least 3 pairs);
 * ``all``: over every (pair, n) point, when there are several pairs.
+
+Such correlations rest on 3-7 points, so each comes with its number of points, a 95% bootstrap
+CI (the points - layers, runs or pairs - resampled with replacement, :data:`BOOTSTRAP`
+resamples, fixed seed; percentile interval) and the smallest two-sided p that Kendall's exact
+null distribution allows with that many points (2 / n!: 0.083 with 4 points, so with n <= 4 no
+tau can be significant at 0.05; such rows are flagged). Measured accuracy is the final score
+under :data:`ACCURACY_RULE` unless a rule is given.
+
+Results are read only through :mod:`harness.results` (``load_records``, ``load_run``,
+``load_curves``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import warnings
 from typing import Iterable
@@ -36,80 +47,102 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from harness import results as results_api
 from harness.errors import UserError
-from harness.results import ResultsStore
 
 MEASURES = {False: 'AnB', True: 'AnB+'}  # fine_tuned -> Yosinski's label of the transfer runs.
 SCORE_COLUMNS = ('source_run', 'source', 'target', 'seed', 'n_layers', 'estimator', 'score')
 MIN_POINTS = 3  # Fewer points than this give no correlation (NaN).
+ACCURACY_RULE = 'last'  # Final-score rule of the measured accuracy (analysis.measures.FINAL_RULES).
+ACCURACY_K = 10         # k of the best_k / last_k rules.
+BOOTSTRAP = 2000        # Resamples of the correlation CIs.
+BOOTSTRAP_SEED = 0
+ALPHA = 0.05            # Significance level that the minimum attainable p is compared with.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Source:
   """A trained source network and the target tasks it was transferred to.
 
   Attributes:
-    source_id: run id of the source (scratch) run, or the checkpoint path.
-    checkpoint: directory of its checkpoint.
+    source_id: run id of the source (scratch) run, or the ``source_checkpoint`` path.
+    record: the source run's record (:func:`harness.results.load_run`).
+    variables: its final weights.
     task: its training task (the source task A).
     seed: its seed (-1 for an external checkpoint shared by every seed).
     targets: target tasks of the transfer runs that copy from it.
     strata: model / examples_per_class of those runs, for joining with their accuracies.
   """
   source_id: str
-  checkpoint: pathlib.Path
+  record: dict
+  variables: dict
   task: object
   seed: int
   targets: tuple
   strata: tuple[tuple[str, object], ...] = ()
 
+  def build_model(self):
+    """The source network's flax module, from its record's spec."""
+    from harness import models
+    spec = self.record['spec']
+    return models.build_model(spec['model'], len(spec['target']['classes']), **spec['model_kwargs'])
+
+
+def _source_of(spec: dict) -> str:
+  """The id of what a transfer run copies from: its source run, else its checkpoint path."""
+  return spec.get('source_run') or spec.get('source_checkpoint')
+
+
+def _transfer_targets(records: list[dict]) -> dict[str, dict]:
+  """Per source id: the spec of one transfer run copying from it and the tasks it targets."""
+  from harness import tasks
+  found: dict[str, dict] = {}
+  for record in records:
+    spec = record['spec']
+    if record.get('status') != 'complete' or spec['condition'] != 'transfer':
+      continue
+    entry = found.setdefault(_source_of(spec), {'targets': {}, 'spec': spec})
+    entry['targets'][spec['target']['name']] = tasks.TaskSpec.from_dict(spec['target'])
+  return found
+
 
 def find_sources(results_dir: str | pathlib.Path) -> tuple[list[Source], list[str]]:
-  """The transfer sources of a results directory whose checkpoints exist.
+  """The transfer sources of a results directory whose weights were saved, loaded.
 
   Args:
     results_dir: a directory written by ``transferbench run``.
 
   Returns:
     ``(sources, notes)``: the sources, sorted by source task, seed and id; notes name sources
-    skipped because their checkpoint is missing.
+    skipped because their checkpoint (or, for a ``source_checkpoint``, the record beside it)
+    is missing.
 
   Raises:
     UserError: no results, no complete transfer (AnB) run, or no source checkpoint.
   """
   from harness import tasks
-  store = ResultsStore(results_dir)
-  if not store.runs_dir.is_dir():
-    raise UserError(f'no results in {results_dir}: run `transferbench run SWEEP --results '
-                    f'{results_dir}` first')
-  found: dict[str, dict] = {}
-  for record in store.records():
-    spec = record['spec']
-    if record.get('status') != 'complete' or spec['condition'] != 'transfer':
-      continue
-    source_id = spec.get('source_run') or spec.get('source_checkpoint')
-    entry = found.setdefault(source_id, {'targets': {}, 'spec': spec})
-    entry['targets'][spec['target']['name']] = tasks.TaskSpec.from_dict(spec['target'])
+  found = _transfer_targets(results_api.load_records(results_dir))
   if not found:
     raise UserError(f'no complete transfer (AnB) runs in {results_dir}: estimators need a sweep '
                     "whose conditions include 'transfer'")
+  store = results_api.ResultsStore(results_dir)
   sources, notes = [], []
   for source_id, entry in found.items():
     spec = entry['spec']
     external = not spec.get('source_run')
-    checkpoint = pathlib.Path(source_id) if external else store.checkpoint_dir(source_id)
-    if not (checkpoint / 'meta.json').is_file():
-      notes.append(f'source {source_id}: no checkpoint at {checkpoint}, skipped')
+    run_dir = pathlib.Path(source_id).parent if external else store.run_dir(source_id)
+    try:
+      record, variables = results_api.load_run(run_dir)
+    except UserError as e:
+      notes.append(f'source {source_id}: {e}, skipped')
       continue
-    if external:
-      seed = -1
-    elif store.status(source_id) == 'complete':
-      seed = int(store.read_record(source_id)['labels']['seed'])
-    else:
-      seed = int(spec['seed'])
+    if variables is None:
+      notes.append(f'source {source_id}: no checkpoint in {run_dir}, skipped')
+      continue
+    seed = -1 if external else int(record['labels']['seed'])
     strata = (('model', spec['model']), ('examples_per_class', spec['target'].get('examples_per_class')))
-    sources.append(Source(source_id, checkpoint, tasks.TaskSpec.from_dict(spec['source']), seed,
-                          tuple(entry['targets'][k] for k in sorted(entry['targets'])), strata))
+    sources.append(Source(source_id, record, variables, tasks.TaskSpec.from_dict(spec['source']),
+                          seed, tuple(entry['targets'][k] for k in sorted(entry['targets'])), strata))
   if not sources:
     raise UserError(f'no source checkpoint in {results_dir} ({len(found)} source(s) used by '
                     'transfer runs, none saved): re-run the sweep so its scratch runs save weights')
@@ -143,13 +176,6 @@ def _check(settings: EstimateSettings) -> None:
     raise UserError(f"unknown estimator(s) {sorted(unknown)}: choose from {', '.join(ESTIMATORS)}")
 
 
-def _load_source(source: Source):
-  from harness import models, runs
-  variables, meta = runs.load_checkpoint(source.checkpoint)
-  model = models.build_model(meta['model'], meta['num_classes'], **meta['model_kwargs'])
-  return model, variables
-
-
 def score_source(source: Source, settings: EstimateSettings, data_dir: str | None,
                  progress=None) -> list[dict]:
   """Every estimator at every layer of one source network, for each of its targets.
@@ -165,7 +191,7 @@ def score_source(source: Source, settings: EstimateSettings, data_dir: str | Non
   """
   from analysis import estimators as est
   from analysis.features import layer_features, task_sample
-  model, variables = _load_source(source)
+  model, variables = source.build_model(), source.variables
   x_src, y_src = task_sample(source.task, data_dir, settings.source_examples, settings.seed)
   src_features = layer_features(model, variables, x_src, settings.batch_size, settings.max_dim)
   names = settings.estimators or tuple(est.ESTIMATORS)
@@ -192,14 +218,9 @@ def score_sources(sources: Iterable[Source], settings: EstimateSettings, data_di
                   show_progress: bool = True) -> pd.DataFrame:
   """:func:`score_source` for every source, as one tidy DataFrame (one row per score)."""
   from tqdm.auto import tqdm
-  from harness import models, runs
   _check(settings)
   sources = list(sources)
-  total = 0
-  for source in sources:
-    meta = runs.load_checkpoint_meta(source.checkpoint)
-    model = models.build_model(meta['model'], meta['num_classes'], **meta['model_kwargs'])
-    total += len(source.targets) * (model.num_layers - 1)
+  total = sum(len(source.targets) * (source.build_model().num_layers - 1) for source in sources)
   rows = []
   with tqdm(total=total, desc='estimators', unit='layer', disable=not show_progress) as bar:
     for source in sources:
@@ -210,7 +231,8 @@ def score_sources(sources: Iterable[Source], settings: EstimateSettings, data_di
 
 # ------------------------------------------------------------------------- join and correlate
 
-def measured_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+def measured_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE,
+                      k: int = ACCURACY_K) -> pd.DataFrame:
   """Final accuracy of AnB and AnB+ per (source, target, n): seed mean, CI, count.
 
   Uses :func:`analysis.final_accuracy_table` on the directory's complete runs.
@@ -220,15 +242,15 @@ def measured_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: in
     accuracy_ci, accuracy_seeds.
   """
   from analysis import final_accuracy_table
-  from harness.results import load_curves
-  table = final_accuracy_table(load_curves(results_dir), rule=rule, k=k)
+  table = final_accuracy_table(results_api.load_curves(results_dir), rule=rule, k=k)
   table = table[table['condition'] == 'transfer'].copy()
   table['measure'] = table['fine_tuned'].map(MEASURES)
   return (table.drop(columns=['condition', 'fine_tuned'])
           .rename(columns={'mean': 'accuracy', 'ci': 'accuracy_ci', 'count': 'accuracy_seeds'}))
 
 
-def run_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+def run_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE,
+                 k: int = ACCURACY_K) -> pd.DataFrame:
   """Final accuracy of every complete AnB / AnB+ run, with the id of the run it copies from.
 
   Returns:
@@ -236,13 +258,10 @@ def run_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 1
   """
   from analysis import measures as measures_lib
   from analysis.curves import keep_complete, validate_curves
-  from harness.results import load_curves
-  curves, _ = keep_complete(validate_curves(load_curves(results_dir)))
+  curves, _ = keep_complete(validate_curves(results_api.load_curves(results_dir)))
   curves = curves[curves['condition'] == 'transfer']
   runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
-  store = ResultsStore(results_dir)
-  source_of = {run_id: (lambda spec: spec.get('source_run') or spec.get('source_checkpoint'))(
-      store.read_record(run_id)['spec']) for run_id in runs['run_id']}
+  source_of = {r['run_id']: _source_of(r['spec']) for r in results_api.load_records(results_dir)}
   return pd.DataFrame({'run_id': runs['run_id'], 'source_run': runs['run_id'].map(source_of),
                        'target': runs['target'], 'n_layers': runs['n_layers'], 'seed': runs['seed'],
                        'measure': runs['fine_tuned'].map(MEASURES),
@@ -287,18 +306,95 @@ def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
                                                    'accuracy_ci', 'accuracy_seeds']].sort_values(order).reset_index(drop=True)
 
 
-def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
-  """Kendall tau-b (and p), weighted tau (scipy.stats.weightedtau) and Pearson r (and p).
+@functools.lru_cache(maxsize=64)
+def kendall_min_p(points: int) -> float:
+  """The smallest two-sided p of Kendall's tau with ``points`` untied points: 2 / n! (n >= 2).
 
-  NaN with fewer than :data:`MIN_POINTS` points or a constant input (no ranking to compare).
+  It is the exact null probability of a perfect (or perfectly reversed) ordering, from scipy's
+  exact distribution; with 4 points it is 0.083, so no tau over 4 points is significant at 0.05.
+  """
+  from scipy import stats
+  if points < 2:
+    return 1.0
+  return float(stats.kendalltau(np.arange(points), np.arange(points), method='exact').pvalue)
+
+
+def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Kendall tau-b of each row pair of x, y (B, n): sum sx sy / sqrt(sum sx^2 sum sy^2), with
+  sx, sy the signs of all pairwise differences (ties: 0). NaN for a constant row."""
+  sx = np.sign(x[:, :, None] - x[:, None, :])
+  sy = np.sign(y[:, :, None] - y[:, None, :])
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return (np.einsum('bij,bij->b', sx, sy)
+            / np.sqrt(np.einsum('bij,bij->b', sx, sx) * np.einsum('bij,bij->b', sy, sy)))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Pearson r of each row pair of x, y (B, n); NaN for a constant row."""
+  x = x - x.mean(axis=1, keepdims=True)
+  y = y - y.mean(axis=1, keepdims=True)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return np.sum(x * y, axis=1) / np.sqrt(np.sum(x * x, axis=1) * np.sum(y * y, axis=1))
+
+
+def bootstrap_ci(score: np.ndarray, accuracy: np.ndarray, resamples: int = BOOTSTRAP,
+                 seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, float]:
+  """Percentile bootstrap CIs of Kendall tau-b and Pearson r, the points resampled in pairs.
+
+  Each resample draws n (score, accuracy) points with replacement and recomputes both
+  statistics; resamples in which either variable is constant (no ranking) are dropped, and
+  their number is reported. With 3-7 points the intervals are wide: that is the point.
+
+  Args:
+    score: (n,) estimator scores.
+    accuracy: (n,) measured accuracies.
+    resamples: bootstrap resamples.
+    seed: their seed.
+    level: coverage.
+
+  Returns:
+    kendall_tau_low/high, pearson_r_low/high, and ci_resamples (resamples with a tau).
+  """
+  score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
+  idx = np.random.default_rng(seed).integers(0, len(score), size=(resamples, len(score)))
+  chunk = max(1, 2_000_000 // max(1, len(score) ** 2))  # Bounds the (B, n, n) sign arrays.
+  tau = np.concatenate([_kendall_tau_b(score[i], accuracy[i]) for i in np.array_split(
+      idx, max(1, len(idx) // chunk))])
+  r = np.clip(_pearson(score[idx], accuracy[idx]), -1, 1)
+  q = [(1 - level) / 2, (1 + level) / 2]
+  ok = ~np.isnan(tau)
+  out = {'ci_resamples': int(ok.sum())}
+  for name, values in (('kendall_tau', tau[ok]), ('pearson_r', r[~np.isnan(r)])):
+    low, high = np.quantile(values, q) if len(values) else (np.nan, np.nan)
+    out.update({f'{name}_low': float(low), f'{name}_high': float(high)})
+  return out
+
+
+CORRELATION_COLUMNS = ('points', 'kendall_tau', 'kendall_tau_low', 'kendall_tau_high', 'kendall_p',
+                       'kendall_min_p', 'too_few_points', 'weighted_tau', 'pearson_r',
+                       'pearson_r_low', 'pearson_r_high', 'pearson_p', 'ci_resamples')
+
+
+def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
+  """Kendall tau-b (p, bootstrap CI), weighted tau (scipy.stats.weightedtau), Pearson r (p, CI).
+
+  Also the number of points, the smallest p Kendall's tau can reach with them
+  (:func:`kendall_min_p`) and ``too_few_points`` when that p is not below :data:`ALPHA`.
+  Statistics are NaN with fewer than :data:`MIN_POINTS` points or a constant input (no ranking
+  to compare).
+
+  Returns:
+    A dict with :data:`CORRELATION_COLUMNS`.
   """
   from scipy import stats
   score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
   ok = ~(np.isnan(score) | np.isnan(accuracy))
   score, accuracy = score[ok], accuracy[ok]
-  out = dict(points=int(len(score)), kendall_tau=np.nan, kendall_p=np.nan, weighted_tau=np.nan,
-             pearson_r=np.nan, pearson_p=np.nan)
-  if len(score) < MIN_POINTS or np.ptp(score) == 0 or np.ptp(accuracy) == 0:
+  points = int(len(score))
+  out = dict.fromkeys(CORRELATION_COLUMNS, np.nan)
+  out.update(points=points, kendall_min_p=kendall_min_p(points),
+             too_few_points=kendall_min_p(points) >= ALPHA, ci_resamples=0)
+  if points < MIN_POINTS or np.ptp(score) == 0 or np.ptp(accuracy) == 0:
     return out
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
@@ -307,6 +403,7 @@ def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
     out.update(kendall_tau=float(tau.statistic), kendall_p=float(tau.pvalue),
                weighted_tau=float(stats.weightedtau(score, accuracy).statistic),
                pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue))
+  out.update(bootstrap_ci(score, accuracy))
   return out
 
 
@@ -328,8 +425,7 @@ def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> p
     per_run: single runs, :func:`join_runs` (None: no ``runs`` scope).
 
   Returns:
-    Columns: estimator, measure, scope, group, points, kendall_tau, kendall_p, weighted_tau,
-    pearson_r, pearson_p.
+    Columns: estimator, measure, scope, group and :data:`CORRELATION_COLUMNS`.
   """
   strata = [c for c in ('model', 'examples_per_class') if c in joined.columns]
   pairs = joined[strata + ['source', 'target']].drop_duplicates()
@@ -351,30 +447,96 @@ def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> p
   return pd.DataFrame(rows)
 
 
-def summary_table(corr: pd.DataFrame) -> str:
-  """Compact text table: per estimator and measure, each scope's correlations.
+def _mean_ci(values: np.ndarray, seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[float, float]:
+  """Percentile bootstrap CI of a mean over groups (the groups resampled); NaN for one group."""
+  values = values[~np.isnan(values)]
+  if len(values) < 2:
+    return np.nan, np.nan
+  means = values[np.random.default_rng(seed).integers(0, len(values), (BOOTSTRAP, len(values)))].mean(1)
+  return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
 
-  Per-pair ``layers`` rows are averaged over pairs (with their count) when there are several.
+
+def summary_rows(corr: pd.DataFrame) -> pd.DataFrame:
+  """Per scope, estimator and measure: the correlations over its groups (pairs or n).
+
+  One group: its statistics and point-resampling CIs (:func:`bootstrap_ci`). Several groups:
+  the mean over groups, with a CI from resampling the groups (the source-target pairs, or the
+  n), and the median number of points per group.
+
+  Returns:
+    Columns: scope, estimator, measure, groups, points, kendall_tau (+ _low, _high),
+    kendall_min_p, too_few_points, weighted_tau, pearson_r (+ _low, _high).
   """
+  rows = []
+  for (scope, name, measure), group in corr.groupby(['scope', 'estimator', 'measure'], sort=False):
+    row = {'scope': scope, 'estimator': name, 'measure': measure, 'groups': len(group),
+           'points': float(group['points'].median())}
+    for stat in ('kendall_tau', 'weighted_tau', 'pearson_r'):
+      row[stat] = float(group[stat].mean())
+    for stat in ('kendall_tau', 'pearson_r'):
+      low, high = ((group[f'{stat}_low'].item(), group[f'{stat}_high'].item()) if len(group) == 1
+                   else _mean_ci(group[stat].to_numpy(float)))
+      row.update({f'{stat}_low': low, f'{stat}_high': high})
+    row['kendall_min_p'] = kendall_min_p(int(row['points']))
+    row['too_few_points'] = row['kendall_min_p'] >= ALPHA
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def caption(rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> str:
+  """What every estimate table and figure states: the accuracy rule, the CI method, the flag."""
+  from analysis import measures as measures_lib
+  return (f'Accuracy: final score = {measures_lib.rule_name(rule, k)}, mean over seeds. '
+          f'95% CIs: percentile bootstrap ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}) over the '
+          'points of one group, over the groups for a mean of several. '
+          f"'*': too few points for Kendall's tau to reach p < {ALPHA} (its minimum p is shown).")
+
+
+def summary_table(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> str:
+  """Text table of :func:`summary_rows`, with the :func:`caption`."""
   if corr.empty:
     return '(no correlations)'
-  stats_cols = ['kendall_tau', 'weighted_tau', 'pearson_r']
-  table = (corr.groupby(['scope', 'estimator', 'measure'], sort=False)
-           .agg(groups=('group', 'count'), points=('points', 'median'),
-                **{c: (c, 'mean') for c in stats_cols}).reset_index())
-  lines = [f"{'scope':<7} {'estimator':<14} {'measure':<5} {'groups':>6} {'points':>6} "
-           f"{'Kendall':>8} {'w. tau':>8} {'Pearson':>8}"]
-  fmt = lambda v: f'{v:>8.3f}' if v == v else f"{'n/a':>8}"
+  table = summary_rows(corr)
+  fmt = lambda v: f'{v:+.2f}' if v == v else ' n/a'
+  interval = lambda lo, hi: f'[{fmt(lo)}, {fmt(hi)}]' if lo == lo else f"{'':>14}"
+  lines = [f"{'scope':<7} {'estimator':<14} {'measure':<5} {'groups':>6} {'points':>6}  "
+           f"{'Kendall tau [95% CI]':<22} {'min p':>6}  {'w. tau':>6}  {'Pearson r [95% CI]':<22}"]
   for row in table.itertuples(index=False):
+    flag = '*' if row.too_few_points else ' '
     lines.append(f'{row.scope:<7} {row.estimator:<14} {row.measure:<5} {row.groups:>6} '
-                 f'{row.points:>6.0f} {fmt(row.kendall_tau)} {fmt(row.weighted_tau)} {fmt(row.pearson_r)}')
-  return '\n'.join(lines)
+                 f'{row.points:>6.0f}  {fmt(row.kendall_tau)} {interval(row.kendall_tau_low, row.kendall_tau_high)}'
+                 f' {row.kendall_min_p:>6.3f}{flag} {fmt(row.weighted_tau):>6}  '
+                 f'{fmt(row.pearson_r)} {interval(row.pearson_r_low, row.pearson_r_high)}')
+  return '\n'.join(lines + [caption(rule, k)])
 
 
 # --------------------------------------------------------------------------------------- figures
 
-def figure_scatter(joined: pd.DataFrame):
+def _figure_note(rule: str, k: int) -> str:
+  """The short caption printed under each estimate figure."""
+  from analysis import measures as measures_lib
+  return (f'accuracy: {measures_lib.rule_name(rule, k)} (mean over seeds); tau: Kendall tau-b over '
+          f'the layers of a pair, 95% bootstrap CI ({BOOTSTRAP} resamples of the points); '
+          f'*: too few points for p < {ALPHA}')
+
+
+def _panel_statistic(corr: pd.DataFrame | None, name: str) -> str:
+  """'AnB tau +0.80 [+0.00, +1.00], 5 pts, min p 0.017' per measure, for one-pair layer scopes."""
+  if corr is None or corr.empty:
+    return ''
+  rows = summary_rows(corr[(corr['scope'] == 'layers') & (corr['estimator'] == name)])
+  fmt = lambda v: f'{v:+.2f}' if v == v else 'n/a'
+  return '\n'.join(
+      f'{r.measure} τ {fmt(r.kendall_tau)} [{fmt(r.kendall_tau_low)}, {fmt(r.kendall_tau_high)}], '
+      f'{r.points:.0f} pts, min p {r.kendall_min_p:.3f}{"*" if r.too_few_points else ""}'
+      for r in rows.itertuples(index=False))
+
+
+def figure_scatter(joined: pd.DataFrame, corr: pd.DataFrame | None = None,
+                   rule: str = ACCURACY_RULE, k: int = ACCURACY_K):
   """Per estimator: seed-mean score vs measured accuracy, AnB and AnB+, points labelled by n.
+
+  Each panel states Kendall's tau across layers with its CI, number of points and minimum p.
 
   Returns:
     A matplotlib Figure, or None without data.
@@ -384,7 +546,7 @@ def figure_scatter(joined: pd.DataFrame):
     return None
   matplotlib, _, _ = figures._plotting()
   names = list(dict.fromkeys(joined['estimator']))
-  fig, axes = figures._new_figure(len(names), 4, 1.7, share=False)
+  fig, axes = figures._new_figure(len(names), 4, 1.9, share=False)
   with matplotlib.rc_context(figures.RC):
     for ax, name in zip(axes, names):
       rows = joined[joined['estimator'] == name]
@@ -398,18 +560,24 @@ def figure_scatter(joined: pd.DataFrame):
             ax.annotate(str(r.n_layers), (r.score, r.accuracy), textcoords='offset points',
                         xytext=(3, 2), fontsize=6)
       ax.set_title(name)
+      statistic = _panel_statistic(corr, name)
+      if statistic:
+        ax.text(0.02, 0.02, statistic, transform=ax.transAxes, fontsize=5, va='bottom')
       ax.set_xlabel('score')
       ax.set_ylabel('final accuracy')
       ax.grid(alpha=0.3)
-    fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)')
+    fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)\n'
+                 + _figure_note(rule, k), fontsize=6)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     figures._legend(fig, list(unique.values()), ncol=len(unique))
   return fig
 
 
-def figure_correlations(corr: pd.DataFrame):
+def figure_correlations(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURACY_K):
   """Heat map: estimators x (measure, statistic), per-pair across-layer correlations averaged.
+
+  The title gives the number of points (layers) per pair and the smallest p they allow.
 
   Returns:
     A matplotlib Figure, or None without correlations.
@@ -425,22 +593,31 @@ def figure_correlations(corr: pd.DataFrame):
   order = sorted(grid.columns, key=lambda c: (c[1], list(stats_cols).index(c[0])))
   grid = grid[order]
   grid.columns = [f'{measure}\n{stats_cols[stat]}' for stat, measure in order]
+  points = int(corr['points'].median())
+  min_p = kendall_min_p(points)
   with matplotlib.rc_context(figures.RC):
-    fig = Figure(figsize=(figures.COLUMN_WIDTH * 1.4, 0.3 * len(grid) + 1.2), layout='constrained')
+    fig = Figure(figsize=(figures.COLUMN_WIDTH * 1.4, 0.3 * len(grid) + 1.6), layout='constrained')
     ax = fig.subplots()
     sns.heatmap(grid, ax=ax, vmin=-1, vmax=1, center=0, cmap='vlag', annot=True, fmt='.2f',
                 annot_kws={'fontsize': 6}, cbar_kws={'label': 'correlation with accuracy'})
     pairs = corr['group'].nunique()
-    ax.set_title('across layers n' + (f' (mean over {pairs} pairs)' if pairs > 1 else f': {corr["group"].iloc[0]}'))
+    where = f'mean over {pairs} pairs' if pairs > 1 else corr['group'].iloc[0]
+    warning = (f': too few for p < {ALPHA}' if min_p >= ALPHA else '')
+    ax.set_title(f'across layers n ({where}); {points} points per pair, '
+                 f'min p {min_p:.3f}{warning}', fontsize=6)
     ax.set_ylabel('')
     ax.tick_params(axis='x', labelsize=6)
+    fig.supxlabel(_figure_note(rule, k), fontsize=5)
   return fig
 
 
 def write_outputs(out: pathlib.Path, scores: pd.DataFrame, joined: pd.DataFrame,
-                  per_run: pd.DataFrame, corr: pd.DataFrame,
-                  figures_too: bool = True) -> list[pathlib.Path]:
-  """Writes scores.csv, joined.csv, joined_runs.csv, correlations.csv and figures under ``out``."""
+                  per_run: pd.DataFrame, corr: pd.DataFrame, figures_too: bool = True,
+                  rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> list[pathlib.Path]:
+  """Writes scores.csv, joined.csv, joined_runs.csv, correlations.csv and figures under ``out``.
+
+  The figures state the accuracy ``rule`` (and ``k``) that ``joined`` was measured with.
+  """
   from analysis import figures
   out.mkdir(parents=True, exist_ok=True)
   written = []
@@ -450,9 +627,8 @@ def write_outputs(out: pathlib.Path, scores: pd.DataFrame, joined: pd.DataFrame,
     table.to_csv(path, index=False)
     written.append(path)
   if figures_too:
-    for name, builder, data in (('estimators_vs_accuracy', figure_scatter, joined),
-                                ('estimator_correlations', figure_correlations, corr)):
-      fig = builder(data)
+    for name, fig in (('estimators_vs_accuracy', figure_scatter(joined, corr, rule, k)),
+                      ('estimator_correlations', figure_correlations(corr, rule, k))):
       if fig is not None:
         written.extend(figures.save(fig, out / 'figures', name))
   return written

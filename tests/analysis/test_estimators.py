@@ -1,6 +1,7 @@
 """Transferability estimators: hand-computed values, limiting cases, invariances, the CLI."""
 
 import json
+import math
 import shutil
 
 import jax
@@ -263,8 +264,53 @@ def test_correlation_values_and_too_few_points():
   assert out['kendall_tau'] == pytest.approx(2 / 3)
   assert out['pearson_r'] == pytest.approx(np.corrcoef([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])[0, 1])
   assert -1 <= out['weighted_tau'] <= 1
+  assert out['points'] == 4 and out['too_few_points']
   assert np.isnan(estimate.correlation([1, 2], [1, 2])['kendall_tau'])
   assert np.isnan(estimate.correlation([1, 1, 1], [1, 2, 3])['pearson_r'])
+
+
+def test_kendall_min_p_is_two_over_n_factorial():
+  # The exact null: each of the n! orderings equally likely; perfect agreement or reversal is
+  # the most extreme, two-sided p = 2 / n!. Below 0.05 only from n = 5 (0.0167).
+  for n in range(2, 9):
+    assert estimate.kendall_min_p(n) == pytest.approx(min(1.0, 2 / math.factorial(n)), rel=1e-9)
+  assert estimate.kendall_min_p(4) > 0.05 > estimate.kendall_min_p(5)
+  flags = [estimate.correlation(np.arange(n), np.arange(n) ** 2)['too_few_points'] for n in (3, 4, 5, 7)]
+  assert flags == [True, True, False, False]
+
+
+def test_vectorised_tau_and_r_equal_scipy():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 4, size=(50, 7)).astype(float)   # with ties
+  y = rng.normal(size=(50, 7))
+  tau = estimate._kendall_tau_b(x, y)
+  r = estimate._pearson(x, y)
+  for i in range(50):
+    if np.ptp(x[i]) > 0:
+      assert tau[i] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic, abs=1e-12)
+      assert r[i] == pytest.approx(stats.pearsonr(x[i], y[i]).statistic, abs=1e-12)
+    else:
+      assert np.isnan(tau[i])
+
+
+def test_bootstrap_ci_resamples_the_points():
+  # Seeded: same CI twice. It contains the estimate, and narrows with more points of the same
+  # relation (the CI says how much 5 points can tell).
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=40)
+  y = x + rng.normal(size=40)
+  few = estimate.bootstrap_ci(x[:5], y[:5])
+  assert few == estimate.bootstrap_ci(x[:5], y[:5])
+  many = estimate.bootstrap_ci(x, y)
+  tau = stats.kendalltau(x, y).statistic
+  assert many['kendall_tau_low'] < tau < many['kendall_tau_high']
+  assert (many['kendall_tau_high'] - many['kendall_tau_low']
+          < (few['kendall_tau_high'] - few['kendall_tau_low']) / 2)
+  assert many['ci_resamples'] == estimate.BOOTSTRAP and few['ci_resamples'] <= estimate.BOOTSTRAP
+  # By hand: with a perfect order every resample with two distinct points has tau = 1.
+  perfect = estimate.bootstrap_ci([1, 2, 3], [1, 2, 3])
+  assert perfect['kendall_tau_low'] == perfect['kendall_tau_high'] == 1
+  assert perfect['ci_resamples'] < estimate.BOOTSTRAP  # 3 of 27 resamples are one point thrice
 
 
 def test_correlations_across_layers_and_pairs():
@@ -277,6 +323,14 @@ def test_correlations_across_layers_and_pairs():
   pairs = corr[corr.scope == 'pairs']
   assert sorted(pairs.group) == ['n=1', 'n=2', 'n=3'] and (pairs.kendall_tau == 1).all()
   assert corr[corr.scope == 'all'].points.item() == 9
+  # The summary: per scope, the mean over groups with a CI from resampling the groups; the
+  # points per group and the minimum p they allow; the rule in the caption.
+  table = estimate.summary_rows(corr)
+  layers_row = table[table.scope == 'layers'].iloc[0]
+  assert layers_row.groups == 3 and layers_row.points == 3 and layers_row.too_few_points
+  assert layers_row.kendall_tau_low == layers_row.kendall_tau_high == 1
+  text = estimate.summary_table(corr, rule='last_k', k=5)
+  assert 'mean of the last 5 evaluations' in text and '0.333*' in text
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -309,10 +363,13 @@ def test_estimate_cli_end_to_end(tiny_results, data_dir, capsys):
   corr = pd.read_csv(out / 'correlations.csv')
   assert set(corr.scope) == {'layers', 'runs'} and (corr.points == 2).all()
   assert corr.kendall_tau.isna().all()  # 2 points per pair: too few for a correlation
+  assert corr.too_few_points.all() and (corr.kendall_min_p == 1).all()
+  assert {'kendall_tau_low', 'kendall_tau_high', 'pearson_r_low', 'ci_resamples'} <= set(corr.columns)
   assert (out / 'figures' / 'estimators_vs_accuracy.png').stat().st_size > 10_000
   printed = capsys.readouterr().out
   assert '1 source network(s), 1 source-target pair(s), 2 layer(s)' in printed
-  assert 'logme' in printed and 'Kendall' in printed
+  assert 'logme' in printed and 'Kendall' in printed and 'min p' in printed
+  assert f'final score = last evaluation' in printed  # the default rule, in the caption
 
 
 def test_estimate_user_errors(tiny_results, tmp_path, capsys):
