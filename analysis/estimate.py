@@ -25,11 +25,12 @@ Pearson r) between the seed-mean score and the seed-mean accuracy are computed:
 * ``pairs``: per n, across source-target pairs (needs at least 3 pairs);
 * ``all``: over every (pair, n) point, when there are several pairs.
 
-Such correlations rest on 3-7 points, so each comes with its number of points, a 95% bootstrap
-CI (the points - layers, runs or pairs - resampled with replacement, :data:`BOOTSTRAP`
-resamples, fixed seed; percentile interval) and the smallest two-sided p that Kendall's exact
-null distribution allows with that many points (2 / n!: 0.083 with 4 points, so with n <= 4 no
-tau can be significant at 0.05; such rows are flagged). Measured accuracy is the final score
+Such correlations rest on 3-7 points, so each comes with its number of points, a 95% percentile
+bootstrap CI (:data:`BOOTSTRAP` resamples, fixed seed) and the smallest two-sided p that
+Kendall's exact null distribution allows with that many points (2 / n!: 0.083 with 4 points, so
+with n <= 4 no tau can be significant at 0.05; such rows are flagged). The bootstrap resamples
+the independent units: for ``layers`` the seeds (runs) behind the seed means, for ``runs`` the
+runs, for ``pairs`` and ``all`` the pairs' points. Measured accuracy is the final score
 under :data:`ACCURACY_RULE` unless a rule is given.
 
 Results are read only through :mod:`harness.results` (``load_records``, ``load_run``,
@@ -280,9 +281,10 @@ def join_runs(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     source_run, run_id, seed (of the transfer run), score, accuracy.
   """
   merged = scores.drop(columns='seed').merge(accuracy, on=['source_run', 'target', 'n_layers'])
-  columns = ['estimator', 'measure', 'source', 'target', 'n_layers', 'source_run', 'run_id', 'seed',
-             'score', 'accuracy']
-  return merged[columns].sort_values(columns[:8]).reset_index(drop=True)
+  strata = [c for c in ('model', 'examples_per_class') if c in merged.columns]
+  columns = ['estimator', 'measure', *strata, 'source', 'target', 'n_layers', 'source_run', 'run_id',
+             'seed', 'score', 'accuracy']
+  return merged[columns].sort_values(columns[:-2]).reset_index(drop=True)
 
 
 def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -337,13 +339,31 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sum(x * y, axis=1) / np.sqrt(np.sum(x * x, axis=1) * np.sum(y * y, axis=1))
 
 
+def _percentile_cis(tau: np.ndarray, r: np.ndarray, level: float) -> dict[str, float]:
+  """Percentile intervals of bootstrap replicates of tau and r; NaN replicates (no ranking) dropped."""
+  q = [(1 - level) / 2, (1 + level) / 2]
+  out = {'ci_resamples': int(np.sum(~np.isnan(tau)))}
+  for name, values in (('kendall_tau', tau), ('pearson_r', np.clip(r, -1, 1))):
+    values = values[~np.isnan(values)]
+    low, high = np.quantile(values, q) if len(values) else (np.nan, np.nan)
+    out.update({f'{name}_low': float(low), f'{name}_high': float(high)})
+  return out
+
+
+def _taus(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """:func:`_kendall_tau_b` in chunks that bound the (B, n, n) sign arrays."""
+  chunks = max(1, len(x) * x.shape[1] ** 2 // 2_000_000)
+  return np.concatenate([_kendall_tau_b(a, b) for a, b in zip(np.array_split(x, chunks),
+                                                              np.array_split(y, chunks))])
+
+
 def bootstrap_ci(score: np.ndarray, accuracy: np.ndarray, resamples: int = BOOTSTRAP,
                  seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, float]:
   """Percentile bootstrap CIs of Kendall tau-b and Pearson r, the points resampled in pairs.
 
-  Each resample draws n (score, accuracy) points with replacement and recomputes both
-  statistics; resamples in which either variable is constant (no ranking) are dropped, and
-  their number is reported. With 3-7 points the intervals are wide: that is the point.
+  For points that are independent units (single runs; source-target pairs). Each resample draws
+  n (score, accuracy) points with replacement and recomputes both statistics; resamples in
+  which either variable is constant (no ranking) are dropped, and the number kept is reported.
 
   Args:
     score: (n,) estimator scores.
@@ -357,17 +377,41 @@ def bootstrap_ci(score: np.ndarray, accuracy: np.ndarray, resamples: int = BOOTS
   """
   score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
   idx = np.random.default_rng(seed).integers(0, len(score), size=(resamples, len(score)))
-  chunk = max(1, 2_000_000 // max(1, len(score) ** 2))  # Bounds the (B, n, n) sign arrays.
-  tau = np.concatenate([_kendall_tau_b(score[i], accuracy[i]) for i in np.array_split(
-      idx, max(1, len(idx) // chunk))])
-  r = np.clip(_pearson(score[idx], accuracy[idx]), -1, 1)
-  q = [(1 - level) / 2, (1 + level) / 2]
-  ok = ~np.isnan(tau)
-  out = {'ci_resamples': int(ok.sum())}
-  for name, values in (('kendall_tau', tau[ok]), ('pearson_r', r[~np.isnan(r)])):
-    low, high = np.quantile(values, q) if len(values) else (np.nan, np.nan)
-    out.update({f'{name}_low': float(low), f'{name}_high': float(high)})
-  return out
+  return _percentile_cis(_taus(score[idx], accuracy[idx]), _pearson(score[idx], accuracy[idx]), level)
+
+
+def seed_bootstrap_ci(runs: pd.DataFrame, resamples: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+                      level: float = 0.95) -> dict[str, float]:
+  """CIs of the across-layer correlation of seed means, the seeds (runs) resampled.
+
+  The layers of one network are not a sample, its seeds are: each resample draws the seeds with
+  replacement, recomputes the seed-mean score and accuracy at every n from the drawn runs (a
+  seed drawn twice counts twice) and the correlation across n. Fewer than 2 seeds: NaN.
+
+  Args:
+    runs: single transfer runs of one estimator, measure and pair: n_layers, seed, score, accuracy.
+    resamples: bootstrap resamples.
+    seed: their seed.
+    level: coverage.
+
+  Returns:
+    As :func:`bootstrap_ci`.
+  """
+  score = runs.pivot_table(index='n_layers', columns='seed', values='score', aggfunc='mean')
+  accuracy = runs.pivot_table(index='n_layers', columns='seed', values='accuracy', aggfunc='mean')
+  units = score.shape[1]
+  if units < 2:
+    return _percentile_cis(np.full(1, np.nan), np.full(1, np.nan), level)
+  draws = np.random.default_rng(seed).integers(0, units, size=(resamples, units))
+  weights = np.stack([np.bincount(d, minlength=units) for d in draws]).astype(float)  # (B, U)
+
+  def means(table: pd.DataFrame) -> np.ndarray:  # (B, L) weighted means over the drawn seeds
+    values = table.to_numpy(float)
+    with np.errstate(invalid='ignore', divide='ignore'):
+      return (weights @ np.nan_to_num(values).T) / (weights @ (~np.isnan(values)).T)
+
+  x, y = means(score), means(accuracy)
+  return _percentile_cis(_taus(x, y), _pearson(x, y), level)
 
 
 CORRELATION_COLUMNS = ('points', 'kendall_tau', 'kendall_tau_low', 'kendall_tau_high', 'kendall_p',
@@ -375,13 +419,21 @@ CORRELATION_COLUMNS = ('points', 'kendall_tau', 'kendall_tau_low', 'kendall_tau_
                        'pearson_r_low', 'pearson_r_high', 'pearson_p', 'ci_resamples')
 
 
-def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
+def correlation(score: np.ndarray, accuracy: np.ndarray, runs: pd.DataFrame | None = None,
+                ci: bool = True) -> dict[str, float]:
   """Kendall tau-b (p, bootstrap CI), weighted tau (scipy.stats.weightedtau), Pearson r (p, CI).
 
   Also the number of points, the smallest p Kendall's tau can reach with them
   (:func:`kendall_min_p`) and ``too_few_points`` when that p is not below :data:`ALPHA`.
   Statistics are NaN with fewer than :data:`MIN_POINTS` points or a constant input (no ranking
   to compare).
+
+  Args:
+    score: (n,) scores, one per point.
+    accuracy: (n,) accuracies.
+    runs: when the points are seed means, the single runs behind them: the CI then resamples
+      seeds (:func:`seed_bootstrap_ci`) instead of points (:func:`bootstrap_ci`).
+    ci: False: no CI (points that are seed means, without their runs).
 
   Returns:
     A dict with :data:`CORRELATION_COLUMNS`.
@@ -403,26 +455,37 @@ def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
     out.update(kendall_tau=float(tau.statistic), kendall_p=float(tau.pvalue),
                weighted_tau=float(stats.weightedtau(score, accuracy).statistic),
                pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue))
-  out.update(bootstrap_ci(score, accuracy))
+  if runs is not None:
+    out.update(seed_bootstrap_ci(runs))
+  elif ci:
+    out.update(bootstrap_ci(score, accuracy))
   return out
 
 
 SCOPES = {
     # scope -> (points: seed means or single runs, grouping columns besides estimator/measure,
-    #           group label, needs several pairs)
-    'layers': ('means', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
-    'runs': ('runs', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
-    'pairs': ('means', ['n_layers'], lambda key: f'n={key[0]}', True),
-    'all': ('means', [], lambda key: 'all', True),
+    #           group label, needs several pairs, CI by resampling seeds rather than points)
+    'layers': ('means', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False, True),
+    'runs': ('runs', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False, False),
+    'pairs': ('means', ['n_layers'], lambda key: f'n={key[0]}', True, False),
+    'all': ('means', [], lambda key: 'all', True, False),
 }
+
+
+def _key(key) -> tuple:
+  """A groupby key that compares equal across groupbys (NaN, e.g. no examples_per_class, as None)."""
+  return tuple(None if pd.isna(v) else v for v in (key if isinstance(key, tuple) else (key,)))
 
 
 def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> pd.DataFrame:
   """Correlation of each estimator with AnB / AnB+ accuracy, per scope (see module docstring).
 
+  CIs: ``layers`` resamples the seeds of a pair (:func:`seed_bootstrap_ci`; without ``per_run``
+  no CI), the other scopes their points, which are independent units (runs, pairs).
+
   Args:
     joined: seed means, :func:`join_scores`.
-    per_run: single runs, :func:`join_runs` (None: no ``runs`` scope).
+    per_run: single runs, :func:`join_runs` (None: no ``runs`` scope, no ``layers`` CI).
 
   Returns:
     Columns: estimator, measure, scope, group and :data:`CORRELATION_COLUMNS`.
@@ -431,19 +494,23 @@ def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> p
   pairs = joined[strata + ['source', 'target']].drop_duplicates()
   tables = {'means': joined, 'runs': per_run}
   rows = []
-  for scope, (points, columns, name, several) in SCOPES.items():
+  for scope, (points, columns, name, several, by_seed) in SCOPES.items():
     table = tables[points]
     if table is None or table.empty or (several and len(pairs) < 2):
       continue
     group_by = ['estimator', 'measure'] + [c for c in strata if c in table.columns] + columns
+    runs_of = {}
+    if by_seed and per_run is not None:
+      runs_of = {_key(key): group for key, group in per_run.groupby(group_by, dropna=False)}
     for key, group in table.groupby(group_by, sort=True, dropna=False):
       key = key if isinstance(key, tuple) else (key,)
       n_strata = len(group_by) - 2 - len(columns)
       label = name(key[2 + n_strata:])
       if n_strata and pairs[strata].drop_duplicates().shape[0] > 1:
         label = ' '.join(str(v) for v in key[2:2 + n_strata]) + ' ' + label
+      runs = runs_of.get(_key(key))
       rows.append({'estimator': key[0], 'measure': key[1], 'scope': scope, 'group': label,
-                   **correlation(group['score'], group['accuracy'])})
+                   **correlation(group['score'], group['accuracy'], runs, ci=not by_seed)})
   return pd.DataFrame(rows)
 
 
@@ -487,8 +554,9 @@ def caption(rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> str:
   """What every estimate table and figure states: the accuracy rule, the CI method, the flag."""
   from analysis import measures as measures_lib
   return (f'Accuracy: final score = {measures_lib.rule_name(rule, k)}, mean over seeds. '
-          f'95% CIs: percentile bootstrap ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}) over the '
-          'points of one group, over the groups for a mean of several. '
+          f'95% CIs: percentile bootstrap ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}) of the '
+          "seeds ('layers'), runs ('runs') or pairs ('pairs', 'all'); a mean over several groups "
+          'resamples the groups. '
           f"'*': too few points for Kendall's tau to reach p < {ALPHA} (its minimum p is shown).")
 
 
@@ -512,24 +580,29 @@ def summary_table(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURA
 
 # --------------------------------------------------------------------------------------- figures
 
-def _figure_note(rule: str, k: int) -> str:
-  """The short caption printed under each estimate figure."""
+def _figure_note(rule: str, k: int, width: int) -> str:
+  """The short caption printed with each estimate figure, wrapped to ``width`` characters."""
+  import textwrap
   from analysis import measures as measures_lib
-  return (f'accuracy: {measures_lib.rule_name(rule, k)} (mean over seeds); tau: Kendall tau-b over '
-          f'the layers of a pair, 95% bootstrap CI ({BOOTSTRAP} resamples of the points); '
-          f'*: too few points for p < {ALPHA}')
+  return textwrap.fill(
+      f'Accuracy: {measures_lib.rule_name(rule, k)}, mean over seeds. τ: Kendall tau-b across the '
+      f'layers of a pair, 95% CI by bootstrap over seeds ({BOOTSTRAP} resamples). *: too few '
+      f'points for any τ to reach p < {ALPHA} (min p shown).', width)
 
 
 def _panel_statistic(corr: pd.DataFrame | None, name: str) -> str:
-  """'AnB tau +0.80 [+0.00, +1.00], 5 pts, min p 0.017' per measure, for one-pair layer scopes."""
+  """'AnB τ +0.80 [+0.00, +1.00]' per measure, then '5 pts, min p 0.02' (layers scope)."""
   if corr is None or corr.empty:
     return ''
   rows = summary_rows(corr[(corr['scope'] == 'layers') & (corr['estimator'] == name)])
+  if rows.empty:
+    return ''
   fmt = lambda v: f'{v:+.2f}' if v == v else 'n/a'
-  return '\n'.join(
-      f'{r.measure} τ {fmt(r.kendall_tau)} [{fmt(r.kendall_tau_low)}, {fmt(r.kendall_tau_high)}], '
-      f'{r.points:.0f} pts, min p {r.kendall_min_p:.3f}{"*" if r.too_few_points else ""}'
-      for r in rows.itertuples(index=False))
+  lines = [f'{r.measure} τ {fmt(r.kendall_tau)} [{fmt(r.kendall_tau_low)}, {fmt(r.kendall_tau_high)}]'
+           for r in rows.itertuples(index=False)]
+  first = rows.iloc[0]
+  return '\n'.join(lines + [f'{first.points:.0f} pts, min p {first.kendall_min_p:.2f}'
+                             + ('*' if first.too_few_points else '')])
 
 
 def figure_scatter(joined: pd.DataFrame, corr: pd.DataFrame | None = None,
@@ -559,15 +632,13 @@ def figure_scatter(joined: pd.DataFrame, corr: pd.DataFrame | None = None,
           for r in line.itertuples(index=False):
             ax.annotate(str(r.n_layers), (r.score, r.accuracy), textcoords='offset points',
                         xytext=(3, 2), fontsize=6)
-      ax.set_title(name)
       statistic = _panel_statistic(corr, name)
-      if statistic:
-        ax.text(0.02, 0.02, statistic, transform=ax.transAxes, fontsize=5, va='bottom')
+      ax.set_title(f'{name}\n{statistic}' if statistic else name, fontsize=6 if statistic else None)
       ax.set_xlabel('score')
       ax.set_ylabel('final accuracy')
       ax.grid(alpha=0.3)
     fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)\n'
-                 + _figure_note(rule, k), fontsize=6)
+                 + _figure_note(rule, k, 130), fontsize=7)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     figures._legend(fig, list(unique.values()), ncol=len(unique))
@@ -607,7 +678,7 @@ def figure_correlations(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = 
                  f'min p {min_p:.3f}{warning}', fontsize=6)
     ax.set_ylabel('')
     ax.tick_params(axis='x', labelsize=6)
-    fig.supxlabel(_figure_note(rule, k), fontsize=5)
+    fig.supxlabel(_figure_note(rule, k, 90), fontsize=5)
   return fig
 
 

@@ -313,6 +313,39 @@ def test_bootstrap_ci_resamples_the_points():
   assert perfect['ci_resamples'] < estimate.BOOTSTRAP  # 3 of 27 resamples are one point thrice
 
 
+def _runs(seeds, noise, seed=0):
+  """Single transfer runs of one pair: score falls with n, accuracy too, plus per-seed noise."""
+  rng = np.random.default_rng(seed)
+  return pd.DataFrame([{'estimator': 'e', 'measure': 'AnB', 'source': 'a', 'target': 't',
+                        'n_layers': n, 'source_run': f'r{s}', 'run_id': f'{s}-{n}', 'seed': s,
+                        'score': -n + noise * rng.normal(), 'accuracy': 1 - 0.1 * n + noise * rng.normal()}
+                       for s in range(seeds) for n in (1, 2, 3, 4, 5)])
+
+
+def test_seed_bootstrap_resamples_seeds_not_layers():
+  # Noise-free seeds: every resample ranks the 5 layers alike, tau = 1 exactly.
+  exact = estimate.seed_bootstrap_ci(_runs(5, 0.0))
+  assert exact['kendall_tau_low'] == exact['kendall_tau_high'] == 1
+  # Seed noise comparable to the layer effect: the CI opens up, and contains the seed-mean tau.
+  runs = _runs(5, 0.6)
+  means = runs.groupby('n_layers')[['score', 'accuracy']].mean()
+  tau = stats.kendalltau(means.score, means.accuracy).statistic
+  noisy = estimate.seed_bootstrap_ci(runs)
+  assert noisy['kendall_tau_low'] <= tau <= noisy['kendall_tau_high']
+  assert noisy['kendall_tau_high'] - noisy['kendall_tau_low'] >= 0.4
+  assert noisy == estimate.seed_bootstrap_ci(runs)  # seeded
+  # One seed: nothing to resample.
+  assert np.isnan(estimate.seed_bootstrap_ci(_runs(1, 0.6))['kendall_tau_low'])
+  # correlations() uses it for the 'layers' scope, given the runs behind the seed means.
+  joined = runs.groupby(['estimator', 'measure', 'source', 'target', 'n_layers'],
+                        as_index=False)[['score', 'accuracy']].mean()
+  corr = estimate.correlations(joined, runs)
+  layers = corr[corr.scope == 'layers'].iloc[0]
+  assert layers.kendall_tau == pytest.approx(tau) and layers.points == 5
+  assert layers.kendall_tau_low == noisy['kendall_tau_low']
+  assert corr[corr.scope == 'runs'].points.item() == 25
+
+
 def test_correlations_across_layers_and_pairs():
   rows = [{'estimator': 'e', 'measure': 'AnB', 'source': s, 'target': 't', 'n_layers': n,
            'score': -n + 0.1 * i, 'accuracy': 1 - 0.1 * n + 0.01 * i}
