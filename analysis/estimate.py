@@ -26,7 +26,7 @@ Pearson r) between the seed-mean score and the seed-mean accuracy are computed:
 * ``all``: over every (pair, n) point, when there are several pairs.
 
 Such correlations rest on 3-7 points, so each comes with its number of points, a 95% percentile
-bootstrap CI (:data:`BOOTSTRAP` resamples, fixed seed) and the smallest two-sided p that
+bootstrap CI (:mod:`analysis.rank_correlation`; fixed seed) and the smallest two-sided p that
 Kendall's exact null distribution allows with that many points (2 / n!: 0.083 with 4 points, so
 with n <= 4 no tau can be significant at 0.05; such rows are flagged). The bootstrap resamples
 the independent units: for ``layers`` the seeds (runs) behind the seed means, for ``runs`` the
@@ -40,25 +40,21 @@ Results are read only through :mod:`harness.results` (``load_records``, ``load_r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
-import warnings
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from analysis.rank_correlation import (ALPHA, BOOTSTRAP, BOOTSTRAP_SEED, correlation, kendall_min_p,
+                                      mean_ci)
 from harness import results as results_api
 from harness.errors import UserError
 
 MEASURES = {False: 'AnB', True: 'AnB+'}  # fine_tuned -> Yosinski's label of the transfer runs.
 SCORE_COLUMNS = ('source_run', 'source', 'target', 'seed', 'n_layers', 'estimator', 'score')
-MIN_POINTS = 3  # Fewer points than this give no correlation (NaN).
 ACCURACY_RULE = 'last'  # Final-score rule of the measured accuracy (analysis.measures.FINAL_RULES).
 ACCURACY_K = 10         # k of the best_k / last_k rules.
-BOOTSTRAP = 2000        # Resamples of the correlation CIs.
-BOOTSTRAP_SEED = 0
-ALPHA = 0.05            # Significance level that the minimum attainable p is compared with.
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -308,160 +304,6 @@ def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
                                                    'accuracy_ci', 'accuracy_seeds']].sort_values(order).reset_index(drop=True)
 
 
-@functools.lru_cache(maxsize=64)
-def kendall_min_p(points: int) -> float:
-  """The smallest two-sided p of Kendall's tau with ``points`` untied points: 2 / n! (n >= 2).
-
-  It is the exact null probability of a perfect (or perfectly reversed) ordering, from scipy's
-  exact distribution; with 4 points it is 0.083, so no tau over 4 points is significant at 0.05.
-  """
-  from scipy import stats
-  if points < 2:
-    return 1.0
-  return float(stats.kendalltau(np.arange(points), np.arange(points), method='exact').pvalue)
-
-
-def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-  """Kendall tau-b of each row pair of x, y (B, n): sum sx sy / sqrt(sum sx^2 sum sy^2), with
-  sx, sy the signs of all pairwise differences (ties: 0). NaN for a constant row."""
-  sx = np.sign(x[:, :, None] - x[:, None, :])
-  sy = np.sign(y[:, :, None] - y[:, None, :])
-  with np.errstate(invalid='ignore', divide='ignore'):
-    return (np.einsum('bij,bij->b', sx, sy)
-            / np.sqrt(np.einsum('bij,bij->b', sx, sx) * np.einsum('bij,bij->b', sy, sy)))
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-  """Pearson r of each row pair of x, y (B, n); NaN for a constant row."""
-  x = x - x.mean(axis=1, keepdims=True)
-  y = y - y.mean(axis=1, keepdims=True)
-  with np.errstate(invalid='ignore', divide='ignore'):
-    return np.sum(x * y, axis=1) / np.sqrt(np.sum(x * x, axis=1) * np.sum(y * y, axis=1))
-
-
-def _percentile_cis(tau: np.ndarray, r: np.ndarray, level: float) -> dict[str, float]:
-  """Percentile intervals of bootstrap replicates of tau and r; NaN replicates (no ranking) dropped."""
-  q = [(1 - level) / 2, (1 + level) / 2]
-  out = {'ci_resamples': int(np.sum(~np.isnan(tau)))}
-  for name, values in (('kendall_tau', tau), ('pearson_r', np.clip(r, -1, 1))):
-    values = values[~np.isnan(values)]
-    low, high = np.quantile(values, q) if len(values) else (np.nan, np.nan)
-    out.update({f'{name}_low': float(low), f'{name}_high': float(high)})
-  return out
-
-
-def _taus(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-  """:func:`_kendall_tau_b` in chunks that bound the (B, n, n) sign arrays."""
-  chunks = max(1, len(x) * x.shape[1] ** 2 // 2_000_000)
-  return np.concatenate([_kendall_tau_b(a, b) for a, b in zip(np.array_split(x, chunks),
-                                                              np.array_split(y, chunks))])
-
-
-def bootstrap_ci(score: np.ndarray, accuracy: np.ndarray, resamples: int = BOOTSTRAP,
-                 seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, float]:
-  """Percentile bootstrap CIs of Kendall tau-b and Pearson r, the points resampled in pairs.
-
-  For points that are independent units (single runs; source-target pairs). Each resample draws
-  n (score, accuracy) points with replacement and recomputes both statistics; resamples in
-  which either variable is constant (no ranking) are dropped, and the number kept is reported.
-
-  Args:
-    score: (n,) estimator scores.
-    accuracy: (n,) measured accuracies.
-    resamples: bootstrap resamples.
-    seed: their seed.
-    level: coverage.
-
-  Returns:
-    kendall_tau_low/high, pearson_r_low/high, and ci_resamples (resamples with a tau).
-  """
-  score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
-  idx = np.random.default_rng(seed).integers(0, len(score), size=(resamples, len(score)))
-  return _percentile_cis(_taus(score[idx], accuracy[idx]), _pearson(score[idx], accuracy[idx]), level)
-
-
-def seed_bootstrap_ci(runs: pd.DataFrame, resamples: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
-                      level: float = 0.95) -> dict[str, float]:
-  """CIs of the across-layer correlation of seed means, the seeds (runs) resampled.
-
-  The layers of one network are not a sample, its seeds are: each resample draws the seeds with
-  replacement, recomputes the seed-mean score and accuracy at every n from the drawn runs (a
-  seed drawn twice counts twice) and the correlation across n. Fewer than 2 seeds: NaN.
-
-  Args:
-    runs: single transfer runs of one estimator, measure and pair: n_layers, seed, score, accuracy.
-    resamples: bootstrap resamples.
-    seed: their seed.
-    level: coverage.
-
-  Returns:
-    As :func:`bootstrap_ci`.
-  """
-  score = runs.pivot_table(index='n_layers', columns='seed', values='score', aggfunc='mean')
-  accuracy = runs.pivot_table(index='n_layers', columns='seed', values='accuracy', aggfunc='mean')
-  units = score.shape[1]
-  if units < 2:
-    return _percentile_cis(np.full(1, np.nan), np.full(1, np.nan), level)
-  draws = np.random.default_rng(seed).integers(0, units, size=(resamples, units))
-  weights = np.stack([np.bincount(d, minlength=units) for d in draws]).astype(float)  # (B, U)
-
-  def means(table: pd.DataFrame) -> np.ndarray:  # (B, L) weighted means over the drawn seeds
-    values = table.to_numpy(float)
-    with np.errstate(invalid='ignore', divide='ignore'):
-      return (weights @ np.nan_to_num(values).T) / (weights @ (~np.isnan(values)).T)
-
-  x, y = means(score), means(accuracy)
-  return _percentile_cis(_taus(x, y), _pearson(x, y), level)
-
-
-CORRELATION_COLUMNS = ('points', 'kendall_tau', 'kendall_tau_low', 'kendall_tau_high', 'kendall_p',
-                       'kendall_min_p', 'too_few_points', 'weighted_tau', 'pearson_r',
-                       'pearson_r_low', 'pearson_r_high', 'pearson_p', 'ci_resamples')
-
-
-def correlation(score: np.ndarray, accuracy: np.ndarray, runs: pd.DataFrame | None = None,
-                ci: bool = True) -> dict[str, float]:
-  """Kendall tau-b (p, bootstrap CI), weighted tau (scipy.stats.weightedtau), Pearson r (p, CI).
-
-  Also the number of points, the smallest p Kendall's tau can reach with them
-  (:func:`kendall_min_p`) and ``too_few_points`` when that p is not below :data:`ALPHA`.
-  Statistics are NaN with fewer than :data:`MIN_POINTS` points or a constant input (no ranking
-  to compare).
-
-  Args:
-    score: (n,) scores, one per point.
-    accuracy: (n,) accuracies.
-    runs: when the points are seed means, the single runs behind them: the CI then resamples
-      seeds (:func:`seed_bootstrap_ci`) instead of points (:func:`bootstrap_ci`).
-    ci: False: no CI (points that are seed means, without their runs).
-
-  Returns:
-    A dict with :data:`CORRELATION_COLUMNS`.
-  """
-  from scipy import stats
-  score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
-  ok = ~(np.isnan(score) | np.isnan(accuracy))
-  score, accuracy = score[ok], accuracy[ok]
-  points = int(len(score))
-  out = dict.fromkeys(CORRELATION_COLUMNS, np.nan)
-  out.update(points=points, kendall_min_p=kendall_min_p(points),
-             too_few_points=kendall_min_p(points) >= ALPHA, ci_resamples=0)
-  if points < MIN_POINTS or np.ptp(score) == 0 or np.ptp(accuracy) == 0:
-    return out
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
-    tau = stats.kendalltau(score, accuracy)
-    pearson = stats.pearsonr(score, accuracy)
-    out.update(kendall_tau=float(tau.statistic), kendall_p=float(tau.pvalue),
-               weighted_tau=float(stats.weightedtau(score, accuracy).statistic),
-               pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue))
-  if runs is not None:
-    out.update(seed_bootstrap_ci(runs))
-  elif ci:
-    out.update(bootstrap_ci(score, accuracy))
-  return out
-
-
 SCOPES = {
     # scope -> (points: seed means or single runs, grouping columns besides estimator/measure,
     #           group label, needs several pairs, CI by resampling seeds rather than points)
@@ -514,15 +356,6 @@ def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> p
   return pd.DataFrame(rows)
 
 
-def _mean_ci(values: np.ndarray, seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[float, float]:
-  """Percentile bootstrap CI of a mean over groups (the groups resampled); NaN for one group."""
-  values = values[~np.isnan(values)]
-  if len(values) < 2:
-    return np.nan, np.nan
-  means = values[np.random.default_rng(seed).integers(0, len(values), (BOOTSTRAP, len(values)))].mean(1)
-  return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
-
-
 def summary_rows(corr: pd.DataFrame) -> pd.DataFrame:
   """Per scope, estimator and measure: the correlations over its groups (pairs or n).
 
@@ -542,7 +375,7 @@ def summary_rows(corr: pd.DataFrame) -> pd.DataFrame:
       row[stat] = float(group[stat].mean())
     for stat in ('kendall_tau', 'pearson_r'):
       low, high = ((group[f'{stat}_low'].item(), group[f'{stat}_high'].item()) if len(group) == 1
-                   else _mean_ci(group[stat].to_numpy(float)))
+                   else mean_ci(group[stat].to_numpy(float)))
       row.update({f'{stat}_low': low, f'{stat}_high': high})
     row['kendall_min_p'] = kendall_min_p(int(row['points']))
     row['too_few_points'] = row['kendall_min_p'] >= ALPHA

@@ -1,7 +1,6 @@
 """Transferability estimators: hand-computed values, limiting cases, invariances, the CLI."""
 
 import json
-import math
 import shutil
 
 import jax
@@ -12,6 +11,7 @@ from scipy import optimize, stats
 
 from analysis import estimate
 from analysis import estimators as est
+from analysis import rank_correlation as rc
 from analysis.features import layer_features, pool_to_dim, stratified_indices, task_sample
 from harness import models, tasks
 from harness.cli import main
@@ -257,62 +257,6 @@ def test_task_sample_is_stratified(data_dir):
 
 # --------------------------------------------------------------------------------- correlations
 
-def test_correlation_values_and_too_few_points():
-  # Same order: every statistic is 1. One swapped pair of 4: tau = (5 - 1) / 6 = 2/3.
-  assert estimate.correlation([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.5])['kendall_tau'] == pytest.approx(1)
-  out = estimate.correlation([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])
-  assert out['kendall_tau'] == pytest.approx(2 / 3)
-  assert out['pearson_r'] == pytest.approx(np.corrcoef([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])[0, 1])
-  assert -1 <= out['weighted_tau'] <= 1
-  assert out['points'] == 4 and out['too_few_points']
-  assert np.isnan(estimate.correlation([1, 2], [1, 2])['kendall_tau'])
-  assert np.isnan(estimate.correlation([1, 1, 1], [1, 2, 3])['pearson_r'])
-
-
-def test_kendall_min_p_is_two_over_n_factorial():
-  # The exact null: each of the n! orderings equally likely; perfect agreement or reversal is
-  # the most extreme, two-sided p = 2 / n!. Below 0.05 only from n = 5 (0.0167).
-  for n in range(2, 9):
-    assert estimate.kendall_min_p(n) == pytest.approx(min(1.0, 2 / math.factorial(n)), rel=1e-9)
-  assert estimate.kendall_min_p(4) > 0.05 > estimate.kendall_min_p(5)
-  flags = [estimate.correlation(np.arange(n), np.arange(n) ** 2)['too_few_points'] for n in (3, 4, 5, 7)]
-  assert flags == [True, True, False, False]
-
-
-def test_vectorised_tau_and_r_equal_scipy():
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, 4, size=(50, 7)).astype(float)   # with ties
-  y = rng.normal(size=(50, 7))
-  tau = estimate._kendall_tau_b(x, y)
-  r = estimate._pearson(x, y)
-  for i in range(50):
-    if np.ptp(x[i]) > 0:
-      assert tau[i] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic, abs=1e-12)
-      assert r[i] == pytest.approx(stats.pearsonr(x[i], y[i]).statistic, abs=1e-12)
-    else:
-      assert np.isnan(tau[i])
-
-
-def test_bootstrap_ci_resamples_the_points():
-  # Seeded: same CI twice. It contains the estimate, and narrows with more points of the same
-  # relation (the CI says how much 5 points can tell).
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=40)
-  y = x + rng.normal(size=40)
-  few = estimate.bootstrap_ci(x[:5], y[:5])
-  assert few == estimate.bootstrap_ci(x[:5], y[:5])
-  many = estimate.bootstrap_ci(x, y)
-  tau = stats.kendalltau(x, y).statistic
-  assert many['kendall_tau_low'] < tau < many['kendall_tau_high']
-  assert (many['kendall_tau_high'] - many['kendall_tau_low']
-          < (few['kendall_tau_high'] - few['kendall_tau_low']) / 2)
-  assert many['ci_resamples'] == estimate.BOOTSTRAP and few['ci_resamples'] <= estimate.BOOTSTRAP
-  # By hand: with a perfect order every resample with two distinct points has tau = 1.
-  perfect = estimate.bootstrap_ci([1, 2, 3], [1, 2, 3])
-  assert perfect['kendall_tau_low'] == perfect['kendall_tau_high'] == 1
-  assert perfect['ci_resamples'] < estimate.BOOTSTRAP  # 3 of 27 resamples are one point thrice
-
-
 def _runs(seeds, noise, seed=0):
   """Single transfer runs of one pair: score falls with n, accuracy too, plus per-seed noise."""
   rng = np.random.default_rng(seed)
@@ -324,18 +268,18 @@ def _runs(seeds, noise, seed=0):
 
 def test_seed_bootstrap_resamples_seeds_not_layers():
   # Noise-free seeds: every resample ranks the 5 layers alike, tau = 1 exactly.
-  exact = estimate.seed_bootstrap_ci(_runs(5, 0.0))
+  exact = rc.seed_bootstrap_ci(_runs(5, 0.0))
   assert exact['kendall_tau_low'] == exact['kendall_tau_high'] == 1
   # Seed noise comparable to the layer effect: the CI opens up, and contains the seed-mean tau.
   runs = _runs(5, 0.6)
   means = runs.groupby('n_layers')[['score', 'accuracy']].mean()
   tau = stats.kendalltau(means.score, means.accuracy).statistic
-  noisy = estimate.seed_bootstrap_ci(runs)
+  noisy = rc.seed_bootstrap_ci(runs)
   assert noisy['kendall_tau_low'] <= tau <= noisy['kendall_tau_high']
   assert noisy['kendall_tau_high'] - noisy['kendall_tau_low'] >= 0.4
-  assert noisy == estimate.seed_bootstrap_ci(runs)  # seeded
+  assert noisy == rc.seed_bootstrap_ci(runs)  # seeded
   # One seed: nothing to resample.
-  assert np.isnan(estimate.seed_bootstrap_ci(_runs(1, 0.6))['kendall_tau_low'])
+  assert np.isnan(rc.seed_bootstrap_ci(_runs(1, 0.6))['kendall_tau_low'])
   # correlations() uses it for the 'layers' scope, given the runs behind the seed means.
   joined = runs.groupby(['estimator', 'measure', 'source', 'target', 'n_layers'],
                         as_index=False)[['score', 'accuracy']].mean()
