@@ -128,6 +128,10 @@ def find_sources(results_dir: str | pathlib.Path) -> tuple[list[Source], list[st
     spec = entry['spec']
     external = not spec.get('source_run')
     run_dir = pathlib.Path(source_id).parent if external else store.run_dir(source_id)
+    if external and pathlib.Path(source_id).name != 'checkpoint':
+      notes.append(f"source {source_id}: not a run's checkpoint/ directory (estimate reads the "
+                   'run record beside it), skipped')
+      continue
     try:
       record, variables = results_api.load_run(run_dir)
     except UserError as e:
@@ -359,7 +363,7 @@ def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> p
 def summary_rows(corr: pd.DataFrame) -> pd.DataFrame:
   """Per scope, estimator and measure: the correlations over its groups (pairs or n).
 
-  One group: its statistics and point-resampling CIs (:func:`bootstrap_ci`). Several groups:
+  One group: its statistics and CIs (as :func:`correlations` computed them). Several groups:
   the mean over groups, with a CI from resampling the groups (the source-target pairs, or the
   n), and the median number of points per group.
 
@@ -404,10 +408,11 @@ def summary_table(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURA
            f"{'Kendall tau [95% CI]':<22} {'min p':>6}  {'w. tau':>6}  {'Pearson r [95% CI]':<22}"]
   for row in table.itertuples(index=False):
     flag = '*' if row.too_few_points else ' '
+    tau_ci = interval(row.kendall_tau_low, row.kendall_tau_high)
+    r_ci = interval(row.pearson_r_low, row.pearson_r_high)
     lines.append(f'{row.scope:<7} {row.estimator:<14} {row.measure:<5} {row.groups:>6} '
-                 f'{row.points:>6.0f}  {fmt(row.kendall_tau)} {interval(row.kendall_tau_low, row.kendall_tau_high)}'
-                 f' {row.kendall_min_p:>6.3f}{flag} {fmt(row.weighted_tau):>6}  '
-                 f'{fmt(row.pearson_r)} {interval(row.pearson_r_low, row.pearson_r_high)}')
+                 f'{row.points:>6.0f}  {fmt(row.kendall_tau)} {tau_ci} {row.kendall_min_p:>6.3f}{flag} '
+                 f'{fmt(row.weighted_tau):>6}  {fmt(row.pearson_r)} {r_ci}')
   return '\n'.join(lines + [caption(rule, k)])
 
 
