@@ -24,92 +24,126 @@ Pearson r) between the seed-mean score and the seed-mean accuracy are computed:
   the source network a run copies from vs that run's accuracy (more points, with seed noise);
 * ``pairs``: per n, across source-target pairs (needs at least 3 pairs);
 * ``all``: over every (pair, n) point, when there are several pairs.
+
+Such correlations rest on 3-7 points, so each comes with its number of points, a 95% percentile
+bootstrap CI (:mod:`analysis.rank_correlation`; fixed seed) and the smallest two-sided p that
+Kendall's exact null distribution allows with that many points (2 / n!: 0.083 with 4 points, so
+with n <= 4 no tau can be significant at 0.05; such rows are flagged). The bootstrap resamples
+the independent units: for ``layers`` the seeds (runs) behind the seed means, for ``runs`` the
+runs, for ``pairs`` and ``all`` the pairs' points. Measured accuracy is the final score
+under :data:`ACCURACY_RULE` unless a rule is given.
+
+Results are read only through :mod:`harness.results` (``load_records``, ``load_run``,
+``load_curves``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-import warnings
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from analysis.rank_correlation import (ALPHA, BOOTSTRAP, BOOTSTRAP_SEED, correlation, kendall_min_p,
+                                      mean_ci)
+from harness import results as results_api
 from harness.errors import UserError
-from harness.results import ResultsStore
 
 MEASURES = {False: 'AnB', True: 'AnB+'}  # fine_tuned -> Yosinski's label of the transfer runs.
 SCORE_COLUMNS = ('source_run', 'source', 'target', 'seed', 'n_layers', 'estimator', 'score')
-MIN_POINTS = 3  # Fewer points than this give no correlation (NaN).
+ACCURACY_RULE = 'last'  # Final-score rule of the measured accuracy (analysis.measures.FINAL_RULES).
+ACCURACY_K = 10         # k of the best_k / last_k rules.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Source:
   """A trained source network and the target tasks it was transferred to.
 
   Attributes:
-    source_id: run id of the source (scratch) run, or the checkpoint path.
-    checkpoint: directory of its checkpoint.
+    source_id: run id of the source (scratch) run, or the ``source_checkpoint`` path.
+    record: the source run's record (:func:`harness.results.load_run`).
+    variables: its final weights.
     task: its training task (the source task A).
     seed: its seed (-1 for an external checkpoint shared by every seed).
     targets: target tasks of the transfer runs that copy from it.
     strata: model / examples_per_class of those runs, for joining with their accuracies.
   """
   source_id: str
-  checkpoint: pathlib.Path
+  record: dict
+  variables: dict
   task: object
   seed: int
   targets: tuple
   strata: tuple[tuple[str, object], ...] = ()
 
+  def build_model(self):
+    """The source network's flax module, from its record's spec."""
+    from harness import models
+    spec = self.record['spec']
+    return models.build_model(spec['model'], len(spec['target']['classes']), **spec['model_kwargs'])
+
+
+def _source_of(spec: dict) -> str:
+  """The id of what a transfer run copies from: its source run, else its checkpoint path."""
+  return spec.get('source_run') or spec.get('source_checkpoint')
+
+
+def _transfer_targets(records: list[dict]) -> dict[str, dict]:
+  """Per source id: the spec of one transfer run copying from it and the tasks it targets."""
+  from harness import tasks
+  found: dict[str, dict] = {}
+  for record in records:
+    spec = record['spec']
+    if record.get('status') != 'complete' or spec['condition'] != 'transfer':
+      continue
+    entry = found.setdefault(_source_of(spec), {'targets': {}, 'spec': spec})
+    entry['targets'][spec['target']['name']] = tasks.TaskSpec.from_dict(spec['target'])
+  return found
+
 
 def find_sources(results_dir: str | pathlib.Path) -> tuple[list[Source], list[str]]:
-  """The transfer sources of a results directory whose checkpoints exist.
+  """The transfer sources of a results directory whose weights were saved, loaded.
 
   Args:
     results_dir: a directory written by ``transferbench run``.
 
   Returns:
     ``(sources, notes)``: the sources, sorted by source task, seed and id; notes name sources
-    skipped because their checkpoint is missing.
+    skipped because their checkpoint (or, for a ``source_checkpoint``, the record beside it)
+    is missing.
 
   Raises:
     UserError: no results, no complete transfer (AnB) run, or no source checkpoint.
   """
   from harness import tasks
-  store = ResultsStore(results_dir)
-  if not store.runs_dir.is_dir():
-    raise UserError(f'no results in {results_dir}: run `transferbench run SWEEP --results '
-                    f'{results_dir}` first')
-  found: dict[str, dict] = {}
-  for record in store.records():
-    spec = record['spec']
-    if record.get('status') != 'complete' or spec['condition'] != 'transfer':
-      continue
-    source_id = spec.get('source_run') or spec.get('source_checkpoint')
-    entry = found.setdefault(source_id, {'targets': {}, 'spec': spec})
-    entry['targets'][spec['target']['name']] = tasks.TaskSpec.from_dict(spec['target'])
+  found = _transfer_targets(results_api.load_records(results_dir))
   if not found:
     raise UserError(f'no complete transfer (AnB) runs in {results_dir}: estimators need a sweep '
                     "whose conditions include 'transfer'")
+  store = results_api.ResultsStore(results_dir)
   sources, notes = [], []
   for source_id, entry in found.items():
     spec = entry['spec']
     external = not spec.get('source_run')
-    checkpoint = pathlib.Path(source_id) if external else store.checkpoint_dir(source_id)
-    if not (checkpoint / 'meta.json').is_file():
-      notes.append(f'source {source_id}: no checkpoint at {checkpoint}, skipped')
+    run_dir = pathlib.Path(source_id).parent if external else store.run_dir(source_id)
+    if external and pathlib.Path(source_id).name != 'checkpoint':
+      notes.append(f"source {source_id}: not a run's checkpoint/ directory (estimate reads the "
+                   'run record beside it), skipped')
       continue
-    if external:
-      seed = -1
-    elif store.status(source_id) == 'complete':
-      seed = int(store.read_record(source_id)['labels']['seed'])
-    else:
-      seed = int(spec['seed'])
+    try:
+      record, variables = results_api.load_run(run_dir)
+    except UserError as e:
+      notes.append(f'source {source_id}: {e}, skipped')
+      continue
+    if variables is None:
+      notes.append(f'source {source_id}: no checkpoint in {run_dir}, skipped')
+      continue
+    seed = -1 if external else int(record['labels']['seed'])
     strata = (('model', spec['model']), ('examples_per_class', spec['target'].get('examples_per_class')))
-    sources.append(Source(source_id, checkpoint, tasks.TaskSpec.from_dict(spec['source']), seed,
-                          tuple(entry['targets'][k] for k in sorted(entry['targets'])), strata))
+    sources.append(Source(source_id, record, variables, tasks.TaskSpec.from_dict(spec['source']),
+                          seed, tuple(entry['targets'][k] for k in sorted(entry['targets'])), strata))
   if not sources:
     raise UserError(f'no source checkpoint in {results_dir} ({len(found)} source(s) used by '
                     'transfer runs, none saved): re-run the sweep so its scratch runs save weights')
@@ -143,13 +177,6 @@ def _check(settings: EstimateSettings) -> None:
     raise UserError(f"unknown estimator(s) {sorted(unknown)}: choose from {', '.join(ESTIMATORS)}")
 
 
-def _load_source(source: Source):
-  from harness import models, runs
-  variables, meta = runs.load_checkpoint(source.checkpoint)
-  model = models.build_model(meta['model'], meta['num_classes'], **meta['model_kwargs'])
-  return model, variables
-
-
 def score_source(source: Source, settings: EstimateSettings, data_dir: str | None,
                  progress=None) -> list[dict]:
   """Every estimator at every layer of one source network, for each of its targets.
@@ -165,7 +192,7 @@ def score_source(source: Source, settings: EstimateSettings, data_dir: str | Non
   """
   from analysis import estimators as est
   from analysis.features import layer_features, task_sample
-  model, variables = _load_source(source)
+  model, variables = source.build_model(), source.variables
   x_src, y_src = task_sample(source.task, data_dir, settings.source_examples, settings.seed)
   src_features = layer_features(model, variables, x_src, settings.batch_size, settings.max_dim)
   names = settings.estimators or tuple(est.ESTIMATORS)
@@ -192,14 +219,9 @@ def score_sources(sources: Iterable[Source], settings: EstimateSettings, data_di
                   show_progress: bool = True) -> pd.DataFrame:
   """:func:`score_source` for every source, as one tidy DataFrame (one row per score)."""
   from tqdm.auto import tqdm
-  from harness import models, runs
   _check(settings)
   sources = list(sources)
-  total = 0
-  for source in sources:
-    meta = runs.load_checkpoint_meta(source.checkpoint)
-    model = models.build_model(meta['model'], meta['num_classes'], **meta['model_kwargs'])
-    total += len(source.targets) * (model.num_layers - 1)
+  total = sum(len(source.targets) * (source.build_model().num_layers - 1) for source in sources)
   rows = []
   with tqdm(total=total, desc='estimators', unit='layer', disable=not show_progress) as bar:
     for source in sources:
@@ -210,7 +232,8 @@ def score_sources(sources: Iterable[Source], settings: EstimateSettings, data_di
 
 # ------------------------------------------------------------------------- join and correlate
 
-def measured_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+def measured_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE,
+                      k: int = ACCURACY_K) -> pd.DataFrame:
   """Final accuracy of AnB and AnB+ per (source, target, n): seed mean, CI, count.
 
   Uses :func:`analysis.final_accuracy_table` on the directory's complete runs.
@@ -220,15 +243,15 @@ def measured_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: in
     accuracy_ci, accuracy_seeds.
   """
   from analysis import final_accuracy_table
-  from harness.results import load_curves
-  table = final_accuracy_table(load_curves(results_dir), rule=rule, k=k)
+  table = final_accuracy_table(results_api.load_curves(results_dir), rule=rule, k=k)
   table = table[table['condition'] == 'transfer'].copy()
   table['measure'] = table['fine_tuned'].map(MEASURES)
   return (table.drop(columns=['condition', 'fine_tuned'])
           .rename(columns={'mean': 'accuracy', 'ci': 'accuracy_ci', 'count': 'accuracy_seeds'}))
 
 
-def run_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+def run_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE,
+                 k: int = ACCURACY_K) -> pd.DataFrame:
   """Final accuracy of every complete AnB / AnB+ run, with the id of the run it copies from.
 
   Returns:
@@ -236,13 +259,10 @@ def run_accuracy(results_dir: str | pathlib.Path, rule: str = 'last', k: int = 1
   """
   from analysis import measures as measures_lib
   from analysis.curves import keep_complete, validate_curves
-  from harness.results import load_curves
-  curves, _ = keep_complete(validate_curves(load_curves(results_dir)))
+  curves, _ = keep_complete(validate_curves(results_api.load_curves(results_dir)))
   curves = curves[curves['condition'] == 'transfer']
   runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
-  store = ResultsStore(results_dir)
-  source_of = {run_id: (lambda spec: spec.get('source_run') or spec.get('source_checkpoint'))(
-      store.read_record(run_id)['spec']) for run_id in runs['run_id']}
+  source_of = {r['run_id']: _source_of(r['spec']) for r in results_api.load_records(results_dir)}
   return pd.DataFrame({'run_id': runs['run_id'], 'source_run': runs['run_id'].map(source_of),
                        'target': runs['target'], 'n_layers': runs['n_layers'], 'seed': runs['seed'],
                        'measure': runs['fine_tuned'].map(MEASURES),
@@ -261,9 +281,10 @@ def join_runs(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     source_run, run_id, seed (of the transfer run), score, accuracy.
   """
   merged = scores.drop(columns='seed').merge(accuracy, on=['source_run', 'target', 'n_layers'])
-  columns = ['estimator', 'measure', 'source', 'target', 'n_layers', 'source_run', 'run_id', 'seed',
-             'score', 'accuracy']
-  return merged[columns].sort_values(columns[:8]).reset_index(drop=True)
+  strata = [c for c in ('model', 'examples_per_class') if c in merged.columns]
+  columns = ['estimator', 'measure', *strata, 'source', 'target', 'n_layers', 'source_run', 'run_id',
+             'seed', 'score', 'accuracy']
+  return merged[columns].sort_values(columns[:-2]).reset_index(drop=True)
 
 
 def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -287,94 +308,146 @@ def join_scores(scores: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
                                                    'accuracy_ci', 'accuracy_seeds']].sort_values(order).reset_index(drop=True)
 
 
-def correlation(score: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
-  """Kendall tau-b (and p), weighted tau (scipy.stats.weightedtau) and Pearson r (and p).
-
-  NaN with fewer than :data:`MIN_POINTS` points or a constant input (no ranking to compare).
-  """
-  from scipy import stats
-  score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
-  ok = ~(np.isnan(score) | np.isnan(accuracy))
-  score, accuracy = score[ok], accuracy[ok]
-  out = dict(points=int(len(score)), kendall_tau=np.nan, kendall_p=np.nan, weighted_tau=np.nan,
-             pearson_r=np.nan, pearson_p=np.nan)
-  if len(score) < MIN_POINTS or np.ptp(score) == 0 or np.ptp(accuracy) == 0:
-    return out
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
-    tau = stats.kendalltau(score, accuracy)
-    pearson = stats.pearsonr(score, accuracy)
-    out.update(kendall_tau=float(tau.statistic), kendall_p=float(tau.pvalue),
-               weighted_tau=float(stats.weightedtau(score, accuracy).statistic),
-               pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue))
-  return out
-
-
 SCOPES = {
     # scope -> (points: seed means or single runs, grouping columns besides estimator/measure,
-    #           group label, needs several pairs)
-    'layers': ('means', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
-    'runs': ('runs', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False),
-    'pairs': ('means', ['n_layers'], lambda key: f'n={key[0]}', True),
-    'all': ('means', [], lambda key: 'all', True),
+    #           group label, needs several pairs, CI by resampling seeds rather than points)
+    'layers': ('means', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False, True),
+    'runs': ('runs', ['source', 'target'], lambda key: f'{key[0]} -> {key[1]}', False, False),
+    'pairs': ('means', ['n_layers'], lambda key: f'n={key[0]}', True, False),
+    'all': ('means', [], lambda key: 'all', True, False),
 }
+
+
+def _key(key) -> tuple:
+  """A groupby key that compares equal across groupbys (NaN, e.g. no examples_per_class, as None)."""
+  return tuple(None if pd.isna(v) else v for v in (key if isinstance(key, tuple) else (key,)))
 
 
 def correlations(joined: pd.DataFrame, per_run: pd.DataFrame | None = None) -> pd.DataFrame:
   """Correlation of each estimator with AnB / AnB+ accuracy, per scope (see module docstring).
 
+  CIs: ``layers`` resamples the seeds of a pair (:func:`seed_bootstrap_ci`; without ``per_run``
+  no CI), the other scopes their points, which are independent units (runs, pairs).
+
   Args:
     joined: seed means, :func:`join_scores`.
-    per_run: single runs, :func:`join_runs` (None: no ``runs`` scope).
+    per_run: single runs, :func:`join_runs` (None: no ``runs`` scope, no ``layers`` CI).
 
   Returns:
-    Columns: estimator, measure, scope, group, points, kendall_tau, kendall_p, weighted_tau,
-    pearson_r, pearson_p.
+    Columns: estimator, measure, scope, group and :data:`CORRELATION_COLUMNS`.
   """
   strata = [c for c in ('model', 'examples_per_class') if c in joined.columns]
   pairs = joined[strata + ['source', 'target']].drop_duplicates()
   tables = {'means': joined, 'runs': per_run}
   rows = []
-  for scope, (points, columns, name, several) in SCOPES.items():
+  for scope, (points, columns, name, several, by_seed) in SCOPES.items():
     table = tables[points]
     if table is None or table.empty or (several and len(pairs) < 2):
       continue
     group_by = ['estimator', 'measure'] + [c for c in strata if c in table.columns] + columns
+    runs_of = {}
+    if by_seed and per_run is not None:
+      runs_of = {_key(key): group for key, group in per_run.groupby(group_by, dropna=False)}
     for key, group in table.groupby(group_by, sort=True, dropna=False):
       key = key if isinstance(key, tuple) else (key,)
       n_strata = len(group_by) - 2 - len(columns)
       label = name(key[2 + n_strata:])
       if n_strata and pairs[strata].drop_duplicates().shape[0] > 1:
         label = ' '.join(str(v) for v in key[2:2 + n_strata]) + ' ' + label
+      runs = runs_of.get(_key(key))
       rows.append({'estimator': key[0], 'measure': key[1], 'scope': scope, 'group': label,
-                   **correlation(group['score'], group['accuracy'])})
+                   **correlation(group['score'], group['accuracy'], runs, ci=not by_seed)})
   return pd.DataFrame(rows)
 
 
-def summary_table(corr: pd.DataFrame) -> str:
-  """Compact text table: per estimator and measure, each scope's correlations.
+def summary_rows(corr: pd.DataFrame) -> pd.DataFrame:
+  """Per scope, estimator and measure: the correlations over its groups (pairs or n).
 
-  Per-pair ``layers`` rows are averaged over pairs (with their count) when there are several.
+  One group: its statistics and CIs (as :func:`correlations` computed them). Several groups:
+  the mean over groups, with a CI from resampling the groups (the source-target pairs, or the
+  n), and the median number of points per group.
+
+  Returns:
+    Columns: scope, estimator, measure, groups, points, kendall_tau (+ _low, _high),
+    kendall_min_p, too_few_points, weighted_tau, pearson_r (+ _low, _high).
   """
+  rows = []
+  for (scope, name, measure), group in corr.groupby(['scope', 'estimator', 'measure'], sort=False):
+    row = {'scope': scope, 'estimator': name, 'measure': measure, 'groups': len(group),
+           'points': float(group['points'].median())}
+    for stat in ('kendall_tau', 'weighted_tau', 'pearson_r'):
+      row[stat] = float(group[stat].mean())
+    for stat in ('kendall_tau', 'pearson_r'):
+      low, high = ((group[f'{stat}_low'].item(), group[f'{stat}_high'].item()) if len(group) == 1
+                   else mean_ci(group[stat].to_numpy(float)))
+      row.update({f'{stat}_low': low, f'{stat}_high': high})
+    row['kendall_min_p'] = kendall_min_p(int(row['points']))
+    row['too_few_points'] = row['kendall_min_p'] >= ALPHA
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def caption(rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> str:
+  """What every estimate table and figure states: the accuracy rule, the CI method, the flag."""
+  from analysis import measures as measures_lib
+  return (f'Accuracy: final score = {measures_lib.rule_name(rule, k)}, mean over seeds. '
+          f'95% CIs: percentile bootstrap ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}) of the '
+          "seeds ('layers'), runs ('runs') or pairs ('pairs', 'all'); a mean over several groups "
+          'resamples the groups. '
+          f"'*': too few points for Kendall's tau to reach p < {ALPHA} (its minimum p is shown).")
+
+
+def summary_table(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> str:
+  """Text table of :func:`summary_rows`, with the :func:`caption`."""
   if corr.empty:
     return '(no correlations)'
-  stats_cols = ['kendall_tau', 'weighted_tau', 'pearson_r']
-  table = (corr.groupby(['scope', 'estimator', 'measure'], sort=False)
-           .agg(groups=('group', 'count'), points=('points', 'median'),
-                **{c: (c, 'mean') for c in stats_cols}).reset_index())
-  lines = [f"{'scope':<7} {'estimator':<14} {'measure':<5} {'groups':>6} {'points':>6} "
-           f"{'Kendall':>8} {'w. tau':>8} {'Pearson':>8}"]
-  fmt = lambda v: f'{v:>8.3f}' if v == v else f"{'n/a':>8}"
+  table = summary_rows(corr)
+  fmt = lambda v: f'{v:+.2f}' if v == v else ' n/a'
+  interval = lambda lo, hi: f'[{fmt(lo)}, {fmt(hi)}]' if lo == lo else f"{'':>14}"
+  lines = [f"{'scope':<7} {'estimator':<14} {'measure':<5} {'groups':>6} {'points':>6}  "
+           f"{'Kendall tau [95% CI]':<22} {'min p':>6}  {'w. tau':>6}  {'Pearson r [95% CI]':<22}"]
   for row in table.itertuples(index=False):
+    flag = '*' if row.too_few_points else ' '
+    tau_ci = interval(row.kendall_tau_low, row.kendall_tau_high)
+    r_ci = interval(row.pearson_r_low, row.pearson_r_high)
     lines.append(f'{row.scope:<7} {row.estimator:<14} {row.measure:<5} {row.groups:>6} '
-                 f'{row.points:>6.0f} {fmt(row.kendall_tau)} {fmt(row.weighted_tau)} {fmt(row.pearson_r)}')
-  return '\n'.join(lines)
+                 f'{row.points:>6.0f}  {fmt(row.kendall_tau)} {tau_ci} {row.kendall_min_p:>6.3f}{flag} '
+                 f'{fmt(row.weighted_tau):>6}  {fmt(row.pearson_r)} {r_ci}')
+  return '\n'.join(lines + [caption(rule, k)])
 
 
 # --------------------------------------------------------------------------------------- figures
 
-def figure_scatter(joined: pd.DataFrame):
+def _figure_note(rule: str, k: int, width: int) -> str:
+  """The short caption printed with each estimate figure, wrapped to ``width`` characters."""
+  import textwrap
+  from analysis import measures as measures_lib
+  return textwrap.fill(
+      f'Accuracy: {measures_lib.rule_name(rule, k)}, mean over seeds. τ: Kendall tau-b across the '
+      f'layers of a pair, 95% CI by bootstrap over seeds ({BOOTSTRAP} resamples). *: too few '
+      f'points for any τ to reach p < {ALPHA} (min p shown).', width)
+
+
+def _panel_statistic(corr: pd.DataFrame | None, name: str) -> str:
+  """'AnB τ +0.80 [+0.00, +1.00]' per measure, then '5 pts, min p 0.02' (layers scope)."""
+  if corr is None or corr.empty:
+    return ''
+  rows = summary_rows(corr[(corr['scope'] == 'layers') & (corr['estimator'] == name)])
+  if rows.empty:
+    return ''
+  fmt = lambda v: f'{v:+.2f}' if v == v else 'n/a'
+  lines = [f'{r.measure} τ {fmt(r.kendall_tau)} [{fmt(r.kendall_tau_low)}, {fmt(r.kendall_tau_high)}]'
+           for r in rows.itertuples(index=False)]
+  first = rows.iloc[0]
+  return '\n'.join(lines + [f'{first.points:.0f} pts, min p {first.kendall_min_p:.2f}'
+                             + ('*' if first.too_few_points else '')])
+
+
+def figure_scatter(joined: pd.DataFrame, corr: pd.DataFrame | None = None,
+                   rule: str = ACCURACY_RULE, k: int = ACCURACY_K):
   """Per estimator: seed-mean score vs measured accuracy, AnB and AnB+, points labelled by n.
+
+  Each panel states Kendall's tau across layers with its CI, number of points and minimum p.
 
   Returns:
     A matplotlib Figure, or None without data.
@@ -384,7 +457,7 @@ def figure_scatter(joined: pd.DataFrame):
     return None
   matplotlib, _, _ = figures._plotting()
   names = list(dict.fromkeys(joined['estimator']))
-  fig, axes = figures._new_figure(len(names), 4, 1.7, share=False)
+  fig, axes = figures._new_figure(len(names), 4, 1.9, share=False)
   with matplotlib.rc_context(figures.RC):
     for ax, name in zip(axes, names):
       rows = joined[joined['estimator'] == name]
@@ -397,19 +470,23 @@ def figure_scatter(joined: pd.DataFrame):
           for r in line.itertuples(index=False):
             ax.annotate(str(r.n_layers), (r.score, r.accuracy), textcoords='offset points',
                         xytext=(3, 2), fontsize=6)
-      ax.set_title(name)
+      statistic = _panel_statistic(corr, name)
+      ax.set_title(f'{name}\n{statistic}' if statistic else name, fontsize=6 if statistic else None)
       ax.set_xlabel('score')
       ax.set_ylabel('final accuracy')
       ax.grid(alpha=0.3)
-    fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)')
+    fig.suptitle('Estimator score vs measured transfer accuracy (means over seeds; labels: n)\n'
+                 + _figure_note(rule, k, 130), fontsize=7)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     figures._legend(fig, list(unique.values()), ncol=len(unique))
   return fig
 
 
-def figure_correlations(corr: pd.DataFrame):
+def figure_correlations(corr: pd.DataFrame, rule: str = ACCURACY_RULE, k: int = ACCURACY_K):
   """Heat map: estimators x (measure, statistic), per-pair across-layer correlations averaged.
+
+  The title gives the number of points (layers) per pair and the smallest p they allow.
 
   Returns:
     A matplotlib Figure, or None without correlations.
@@ -425,22 +502,31 @@ def figure_correlations(corr: pd.DataFrame):
   order = sorted(grid.columns, key=lambda c: (c[1], list(stats_cols).index(c[0])))
   grid = grid[order]
   grid.columns = [f'{measure}\n{stats_cols[stat]}' for stat, measure in order]
+  points = int(corr['points'].median())
+  min_p = kendall_min_p(points)
   with matplotlib.rc_context(figures.RC):
-    fig = Figure(figsize=(figures.COLUMN_WIDTH * 1.4, 0.3 * len(grid) + 1.2), layout='constrained')
+    fig = Figure(figsize=(figures.COLUMN_WIDTH * 1.4, 0.3 * len(grid) + 1.6), layout='constrained')
     ax = fig.subplots()
     sns.heatmap(grid, ax=ax, vmin=-1, vmax=1, center=0, cmap='vlag', annot=True, fmt='.2f',
                 annot_kws={'fontsize': 6}, cbar_kws={'label': 'correlation with accuracy'})
     pairs = corr['group'].nunique()
-    ax.set_title('across layers n' + (f' (mean over {pairs} pairs)' if pairs > 1 else f': {corr["group"].iloc[0]}'))
+    where = f'mean over {pairs} pairs' if pairs > 1 else corr['group'].iloc[0]
+    warning = (f': too few for p < {ALPHA}' if min_p >= ALPHA else '')
+    ax.set_title(f'across layers n ({where}); {points} points per pair, '
+                 f'min p {min_p:.3f}{warning}', fontsize=6)
     ax.set_ylabel('')
     ax.tick_params(axis='x', labelsize=6)
+    fig.supxlabel(_figure_note(rule, k, 90), fontsize=5)
   return fig
 
 
 def write_outputs(out: pathlib.Path, scores: pd.DataFrame, joined: pd.DataFrame,
-                  per_run: pd.DataFrame, corr: pd.DataFrame,
-                  figures_too: bool = True) -> list[pathlib.Path]:
-  """Writes scores.csv, joined.csv, joined_runs.csv, correlations.csv and figures under ``out``."""
+                  per_run: pd.DataFrame, corr: pd.DataFrame, figures_too: bool = True,
+                  rule: str = ACCURACY_RULE, k: int = ACCURACY_K) -> list[pathlib.Path]:
+  """Writes scores.csv, joined.csv, joined_runs.csv, correlations.csv and figures under ``out``.
+
+  The figures state the accuracy ``rule`` (and ``k``) that ``joined`` was measured with.
+  """
   from analysis import figures
   out.mkdir(parents=True, exist_ok=True)
   written = []
@@ -450,9 +536,8 @@ def write_outputs(out: pathlib.Path, scores: pd.DataFrame, joined: pd.DataFrame,
     table.to_csv(path, index=False)
     written.append(path)
   if figures_too:
-    for name, builder, data in (('estimators_vs_accuracy', figure_scatter, joined),
-                                ('estimator_correlations', figure_correlations, corr)):
-      fig = builder(data)
+    for name, fig in (('estimators_vs_accuracy', figure_scatter(joined, corr, rule, k)),
+                      ('estimator_correlations', figure_correlations(corr, rule, k))):
       if fig is not None:
         written.extend(figures.save(fig, out / 'figures', name))
   return written

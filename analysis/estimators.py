@@ -148,15 +148,17 @@ def logme(features: np.ndarray, labels: np.ndarray, num_classes: int | None = No
 
   Each class c gets its one-vs-rest target ``y_c = 1[label == c]`` and its own alpha_c, beta_c
   maximising ``log p(y_c | F, alpha_c, beta_c)`` (:func:`logme_fixed_point`); the score is
-  ``1/C sum_c log p(y_c | F, alpha_c*, beta_c*) / N`` (:func:`logme_evidence`). One SVD of F
-  serves every class. Raw features, no bias column, as in the paper. Not invariant to feature
-  scaling; in practice it lies in about [-1, 2] per example and is comparable across feature
-  sets for one target only.
+  ``1/C' sum_c log p(y_c | F, alpha_c*, beta_c*) / N`` (:func:`logme_evidence`) over the C'
+  classes *present* in ``labels``. (The authors' code loops over ``0..max label``: a class absent
+  from a subsample has the target y_c = 0, which any F fits exactly, so its evidence grows without
+  bound and swamps the mean.) One SVD of F serves every class. Raw features, no bias column, as
+  in the paper. Not invariant to feature scaling; in practice it lies in about [-1, 2] per
+  example and is comparable across feature sets for one target only.
 
   Args:
     features: (N, D).
     labels: (N,) integers in ``0..C-1``.
-    num_classes: C (default: max label + 1).
+    num_classes: C (default: max label + 1); classes without examples are left out.
     tol: relative tolerance of the fixed point.
     max_iter: iteration cap of the fixed point.
 
@@ -164,6 +166,7 @@ def logme(features: np.ndarray, labels: np.ndarray, num_classes: int | None = No
     LogME, higher is better.
   """
   y = one_hot(labels, num_classes)
+  y = y[:, y.sum(axis=0) > 0]  # An absent class's all-zero target is fitted exactly: no evidence.
   u_mat, sigma = _svd(features, 1e-12)
   alpha, beta = _fixed_point(u_mat, sigma, y, tol, max_iter)
   return float(np.mean(_evidence(u_mat, sigma, y, alpha, beta)))
@@ -234,26 +237,29 @@ def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
 def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: float | str | None = None,
             rcond: float = 1e-6) -> float:
   """H-score (Bao et al. 2019, ICIP, "An Information-Theoretic Approach to Transferability in
-  Task Transfer Learning"): ``tr( cov(f)^-1 cov(E[f | y]) )``.
+  Task Transfer Learning"): ``tr( cov(f)^-1 cov(E[f | y]) )``, or its shrunk form.
 
-  Covariances are over the N examples (1/N normalisation; the ratio does not depend on it);
+  Covariances are over the N examples (1/N normalisation; the plain ratio does not depend on it);
   ``E[f | y]`` replaces each example's features by its class mean. From the thin SVD of the
   centred features ``f = U diag(sigma) V^T`` and the class-averaging projector P (``P f`` =
   class means), with ``s = sigma^2 / N`` the eigenvalues of cov(f) and ``c_i = ||P u_i||^2``::
 
-    cov(f)^-1 -> pseudo-inverse (shrinkage None):  H = sum_{i: sigma_i > rcond sigma_1} c_i,
-    shrunk  (1 - a) cov(f) + a mu I, mu = tr cov(f) / D:  H = sum_i s_i c_i / ((1 - a) s_i + a mu).
+    pseudo-inverse (shrinkage None):  H = sum_{i: sigma_i > rcond sigma_1} c_i,
+    shrunk (Ibrahim et al. 2022):     H_a = tr( cov_a(f)^-1 (1 - a) cov(E[f | y]) )
+                                          = sum_i (1 - a) s_i c_i / ((1 - a) s_i + a mu),
+    cov_a(f) = (1 - a) cov(f) + a mu I,  mu = tr cov(f) / D.
 
-  Numerical issue (Ibrahim et al. 2022, "Newer is not always better: rethinking transferability
-  metrics, their peculiarities, stability and performance"): with the pseudo-inverse every
-  retained direction counts fully however little variance it has, so noise directions inflate
-  the score and with D >= N - 1 any features reach the maximum C - 1. The pseudo-inverse therefore
-  drops directions below ``rcond`` times the largest singular value, and ``shrinkage='auto'``
-  (the regularised H-score of Ibrahim et al.) uses the Ledoit-Wolf shrinkage a (scikit-learn),
-  which down-weights low-variance directions. The pseudo-inverse form lies in [0, C - 1] and is
-  invariant to any invertible affine map of the features; the shrunk form is >= 0 but not bounded
-  by C - 1 (shrinking the large eigenvalues of cov(f) weights their directions by more than 1),
-  and is invariant only to rotations, translations and global scaling.
+  Why shrink (Ibrahim, Ponomareva & Mazumder 2022, "Newer is not always better: rethinking
+  transferability metrics, their peculiarities, stability and performance"): with the
+  pseudo-inverse every retained direction counts fully however little variance it has, so noise
+  directions inflate the score and with D >= N - 1 any features reach the maximum C - 1. The
+  pseudo-inverse therefore drops directions below ``rcond`` times the largest singular value;
+  ``shrinkage='auto'`` uses the Ledoit-Wolf shrinkage a (scikit-learn, as the authors' code), which
+  shrinks both covariances by the same (1 - a), so each direction counts with the weight
+  ``(1 - a) s_i / ((1 - a) s_i + a mu) < 1``. Both forms lie in [0, C - 1]; the pseudo-inverse form
+  is invariant to any invertible affine map of the features, the shrunk form only to rotations,
+  translations and global scaling. tllib's ``regularized_h_score`` takes cov(E[f | y]) with
+  1/(N - 1) and cov_a(f) with 1/N: its value is this one times N / (N - 1).
 
   Args:
     features: (N, D).
@@ -281,7 +287,7 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: float | str | N
     a = float(shrinkage)
   s = sigma ** 2 / n
   mu = np.sum(s) / d
-  return float(np.sum(s * c / ((1 - a) * s + a * mu)))
+  return float(np.sum((1 - a) * s * c / ((1 - a) * s + a * mu)))
 
 
 # ------------------------------------------------------------------------------------ baselines

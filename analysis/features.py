@@ -17,7 +17,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from harness import models, tasks
+from harness import data, models, tasks
 
 
 def pool_grid(height: int, width: int, channels: int, max_dim: int) -> tuple[int, int]:
@@ -97,9 +97,51 @@ def layer_features(model, variables: dict, images: np.ndarray, batch_size: int =
   return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
+def stratified_indices(labels: np.ndarray, size: int, seed) -> np.ndarray:
+  """A seeded subset of ``size`` example indices, stratified by class.
+
+  Every class present gets one example first (while ``size`` allows), the rest are allocated in
+  proportion to the class sizes: an example's key is its rank among its class's examples (in a
+  seeded random order) divided by the class size, rank 0 before everything, and the ``size``
+  smallest keys are kept (ties in the random order). A plain random subset of 1000 examples of
+  a 500-class task would miss ~68 classes, which LEEP, NCE, H-score and LogME then score as if
+  the target had fewer classes.
+
+  Args:
+    labels: (N,) integer class labels.
+    size: subset size (all N indices if N <= size).
+    seed: anything :func:`numpy.random.default_rng` accepts.
+
+  Returns:
+    Sorted indices into ``labels``.
+  """
+  labels = np.asarray(labels)
+  if size >= len(labels):
+    return np.arange(len(labels))
+  order = np.random.default_rng(seed).permutation(len(labels))
+  _, label, counts = np.unique(labels[order], return_inverse=True, return_counts=True)
+  by_class = np.argsort(label, kind='stable')          # class by class, each in random order
+  rank = np.empty(len(order))
+  rank[by_class] = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+  key = np.where(rank == 0, -1.0, rank / counts[label])
+  return np.sort(order[np.argsort(key, kind='stable')[:size]])
+
+
+def _train_labels(spec: tasks.TaskSpec, train, data_dir: str | None) -> np.ndarray:
+  """Task labels of a task's training examples, without decoding streamed images."""
+  if isinstance(train, tuple):
+    return np.asarray(train[1])
+  labels = data.split_labels(spec.dataset, 'train', data_dir)
+  return tasks.remap(labels[tasks.task_indices(spec, labels, spec.examples_per_class,
+                                               spec.sample_seed)], spec.classes)
+
+
 def task_sample(spec: tasks.TaskSpec, data_dir: str | None, max_examples: int,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """A seeded random subset of at most ``max_examples`` of a task's training examples.
+  """A seeded subset of at most ``max_examples`` of a task's training examples, stratified by class.
+
+  See :func:`stratified_indices`: every class is represented whenever ``max_examples`` is at
+  least the number of classes, and the class proportions are kept otherwise.
 
   Args:
     spec: the task.
@@ -111,9 +153,8 @@ def task_sample(spec: tasks.TaskSpec, data_dir: str | None, max_examples: int,
     ``(x, y)`` with task labels, in the training set's order.
   """
   train = tasks.load_task(spec, data_dir).train
-  size = len(train[1]) if isinstance(train, tuple) else len(train)
-  rng = np.random.default_rng([seed, *spec.name.encode()])
-  idx = np.sort(rng.permutation(size)[:max_examples])
+  idx = stratified_indices(_train_labels(spec, train, data_dir), max_examples,
+                           [seed, *spec.name.encode()])
   if isinstance(train, tuple):
     return np.asarray(train[0][idx]), np.asarray(train[1][idx])
   return train.get_batch(idx)

@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
   status.set_defaults(func=cmd_status)
   from analysis import cli as analysis_cli
   analysis_cli.register(sub)
-  from analysis import estimate_cli
-  estimate_cli.register(sub)
+  from transferbench import estimate_command
+  estimate_command.register(sub)
   from transferbench import reproduce_command
   reproduce_command.register(sub)
   from harness import bench

@@ -308,3 +308,52 @@ def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) ->
   df['pair_kind'] = df['pair'].map(pair_kinds(results_dir)).fillna('none')
   return df.astype({'n_layers': int, 'seed': int, 'step': int, 'fine_tuned': bool,
                     'accuracy': float, 'loss': float})
+
+
+# ----------------------------------------------------------------------------------------------
+# The records API for readers (analysis, notebooks): a results directory is read only through
+# load_curves (above), load_records, load_run and load_sweep_config, never file by file.
+
+def load_records(results_dir: str | os.PathLike) -> list[dict]:
+  """Every run's record of a results directory (complete, failed), in run-id order.
+
+  Raises:
+    UserError: the directory holds no results, or a record is corrupt.
+  """
+  store = ResultsStore(results_dir)
+  if not store.runs_dir.is_dir():
+    raise UserError(f'no results in {results_dir}: expected {store.runs_dir}/<run_id>/{RECORD}; '
+                    'run `transferbench run SWEEP --results DIR` first')
+  return list(store.records())
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, dict | None]:
+  """One run's record and, if it saved weights (scratch runs do), its final variables.
+
+  Args:
+    run_dir: ``RESULTS/runs/<run_id>``; also the parent of a ``source_checkpoint``.
+
+  Returns:
+    ``(record, variables)``: variables ``{'params', 'batch_stats'}`` as read by
+    :func:`harness.runs.load_checkpoint`, or None when the run has no checkpoint.
+
+  Raises:
+    UserError: no record in ``run_dir``, or a corrupt one.
+  """
+  run_dir = pathlib.Path(run_dir)
+  if not (run_dir / RECORD).is_file():
+    raise UserError(f'no run record {run_dir / RECORD}: point at a run directory '
+                    'RESULTS/runs/<run_id> written by `transferbench run`')
+  record = read_json(run_dir / RECORD)
+  checkpoint = run_dir / 'checkpoint'
+  if not (checkpoint / 'meta.json').is_file():
+    return record, None
+  from harness import runs  # Late: harness.runs imports this module (and JAX, orbax).
+  variables, _ = runs.load_checkpoint(checkpoint)
+  return record, variables
+
+
+def load_sweep_config(results_dir: str | os.PathLike) -> dict | None:
+  """The resolved sweep config that ``transferbench run`` recorded (``sweep.json``), or None."""
+  path = pathlib.Path(results_dir) / 'sweep.json'
+  return read_json(path).get('config') if path.is_file() else None

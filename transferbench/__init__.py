@@ -1,1 +1,1 @@
-"""transferbench's application layer: commands that join the harness (training) and the analysis."""
+"""transferbench's application layer: the command-line commands, built on harness/ and analysis/."""

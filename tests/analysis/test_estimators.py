@@ -11,8 +11,9 @@ from scipy import optimize, stats
 
 from analysis import estimate
 from analysis import estimators as est
-from analysis.features import layer_features, pool_to_dim
-from harness import models
+from analysis import rank_correlation as rc
+from analysis.features import layer_features, pool_to_dim, stratified_indices, task_sample
+from harness import models, tasks
 from harness.cli import main
 from harness.errors import UserError
 
@@ -122,8 +123,10 @@ def test_h_score_by_hand():
   # E[f|y] = (1, 1, 5, 5), its variance = (4 + 4 + 4 + 4) / 4 = 4; H = 4 / 5.
   f = np.array([[0.0], [2.0], [4.0], [6.0]])
   assert est.h_score(f, [0, 0, 1, 1]) == pytest.approx(0.8, abs=1e-12)
-  # Shrinkage a = 1/2 does nothing in 1-D (mu = var f): still 4/5; a = 0 is the plain H-score.
-  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.5) == pytest.approx(0.8, abs=1e-12)
+  # Shrinkage a = 1/2 in 1-D: cov_a(f) = (1 - a) 5 + a mu = 5 (mu = var f = 5), and the class-mean
+  # covariance is shrunk by the same (1 - a): H = 1/2 x 4 / 5 = 2/5. a = 0 is the plain H-score.
+  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.5) == pytest.approx(0.4, abs=1e-12)
+  assert est.h_score(f, [0, 0, 1, 1], shrinkage=0.0) == pytest.approx(0.8, abs=1e-12)
 
 
 def test_h_score_matches_the_direct_formula_and_its_invariances():
@@ -144,8 +147,18 @@ def test_h_score_separable_near_maximum_random_low():
   for shrinkage in (None, 'auto'):
     separable = est.h_score(*_separable(classes=classes), shrinkage=shrinkage)
     random = est.h_score(*_random(classes=classes), shrinkage=shrinkage)
-    assert random < 0.5 < classes - 1.05 < separable
-  assert est.h_score(*_separable(classes=classes)) <= classes - 1 + 1e-9
+    assert random < 0.5 < classes - 1.05 < separable <= classes - 1 + 1e-9
+
+
+def test_shrunk_h_score_is_below_the_plain_one_and_falls_with_shrinkage():
+  # Every direction counts with weight (1 - a) s / ((1 - a) s + a mu) < 1: the shrunk score is
+  # below the full-rank pseudo-inverse one, decreasing in a, and 0 at a = 1.
+  features, y = _separable(noise=1.0)
+  plain = est.h_score(features, y, rcond=0.0)
+  values = [est.h_score(features, y, shrinkage=a) for a in (0.0, 0.1, 0.5, 0.9, 1.0)]
+  assert values[0] == pytest.approx(plain, rel=1e-12)
+  assert all(later < earlier for earlier, later in zip(values, values[1:]))
+  assert values[-1] == 0.0
 
 
 # ------------------------------------------------------------------------------------ baselines
@@ -220,17 +233,61 @@ def test_pool_to_dim():
   np.testing.assert_allclose(grid[:, 2, 1], x[:, 4:, 2:].mean(axis=(1, 2)))
 
 
+def test_stratified_indices_keep_every_class_and_the_proportions():
+  rng = np.random.default_rng(0)
+  labels = rng.permutation(np.repeat(np.arange(500), rng.integers(700, 1300, 500)))
+  idx = stratified_indices(labels, 1000, seed=1)
+  assert len(idx) == 1000 and len(np.unique(idx)) == 1000 and (np.diff(idx) > 0).all()
+  assert len(np.unique(labels[idx])) == 500               # a random subset misses ~70 classes
+  assert len(np.unique(labels[rng.choice(len(labels), 1000, replace=False)])) < 460
+  # Unbalanced classes keep their proportions (after the first example of each): 900:90:10.
+  skewed = np.repeat([0, 1, 2], [900, 90, 10])
+  np.testing.assert_array_equal(np.bincount(skewed[stratified_indices(skewed, 100, 0)]), [90, 9, 1])
+  # Seeded: the same seed gives the same subset, another seed another one; small N: everything.
+  np.testing.assert_array_equal(stratified_indices(labels, 50, 3), stratified_indices(labels, 50, 3))
+  assert set(stratified_indices(labels, 50, 3)) != set(stratified_indices(labels, 50, 4))
+  np.testing.assert_array_equal(stratified_indices(skewed, 5000, 0), np.arange(1000))
+
+
+def test_task_sample_is_stratified(data_dir):
+  spec = tasks.TaskSpec(name='digits_all', dataset='digits', classes=tuple(range(10)))
+  x, y = task_sample(spec, data_dir, 20, seed=0)
+  assert x.shape[0] == 20 and np.bincount(y, minlength=10).tolist() == [2] * 10
+
+
 # --------------------------------------------------------------------------------- correlations
 
-def test_correlation_values_and_too_few_points():
-  # Same order: every statistic is 1. One swapped pair of 4: tau = (5 - 1) / 6 = 2/3.
-  assert estimate.correlation([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.5])['kendall_tau'] == pytest.approx(1)
-  out = estimate.correlation([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])
-  assert out['kendall_tau'] == pytest.approx(2 / 3)
-  assert out['pearson_r'] == pytest.approx(np.corrcoef([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])[0, 1])
-  assert -1 <= out['weighted_tau'] <= 1
-  assert np.isnan(estimate.correlation([1, 2], [1, 2])['kendall_tau'])
-  assert np.isnan(estimate.correlation([1, 1, 1], [1, 2, 3])['pearson_r'])
+def _runs(seeds, noise, seed=0):
+  """Single transfer runs of one pair: score falls with n, accuracy too, plus per-seed noise."""
+  rng = np.random.default_rng(seed)
+  return pd.DataFrame([{'estimator': 'e', 'measure': 'AnB', 'source': 'a', 'target': 't',
+                        'n_layers': n, 'source_run': f'r{s}', 'run_id': f'{s}-{n}', 'seed': s,
+                        'score': -n + noise * rng.normal(), 'accuracy': 1 - 0.1 * n + noise * rng.normal()}
+                       for s in range(seeds) for n in (1, 2, 3, 4, 5)])
+
+
+def test_seed_bootstrap_resamples_seeds_not_layers():
+  # Noise-free seeds: every resample ranks the 5 layers alike, tau = 1 exactly.
+  exact = rc.seed_bootstrap_ci(_runs(5, 0.0))
+  assert exact['kendall_tau_low'] == exact['kendall_tau_high'] == 1
+  # Seed noise comparable to the layer effect: the CI opens up, and contains the seed-mean tau.
+  runs = _runs(5, 0.6)
+  means = runs.groupby('n_layers')[['score', 'accuracy']].mean()
+  tau = stats.kendalltau(means.score, means.accuracy).statistic
+  noisy = rc.seed_bootstrap_ci(runs)
+  assert noisy['kendall_tau_low'] <= tau <= noisy['kendall_tau_high']
+  assert noisy['kendall_tau_high'] - noisy['kendall_tau_low'] >= 0.4
+  assert noisy == rc.seed_bootstrap_ci(runs)  # seeded
+  # One seed: nothing to resample.
+  assert np.isnan(rc.seed_bootstrap_ci(_runs(1, 0.6))['kendall_tau_low'])
+  # correlations() uses it for the 'layers' scope, given the runs behind the seed means.
+  joined = runs.groupby(['estimator', 'measure', 'source', 'target', 'n_layers'],
+                        as_index=False)[['score', 'accuracy']].mean()
+  corr = estimate.correlations(joined, runs)
+  layers = corr[corr.scope == 'layers'].iloc[0]
+  assert layers.kendall_tau == pytest.approx(tau) and layers.points == 5
+  assert layers.kendall_tau_low == noisy['kendall_tau_low']
+  assert corr[corr.scope == 'runs'].points.item() == 25
 
 
 def test_correlations_across_layers_and_pairs():
@@ -243,6 +300,14 @@ def test_correlations_across_layers_and_pairs():
   pairs = corr[corr.scope == 'pairs']
   assert sorted(pairs.group) == ['n=1', 'n=2', 'n=3'] and (pairs.kendall_tau == 1).all()
   assert corr[corr.scope == 'all'].points.item() == 9
+  # The summary: per scope, the mean over groups with a CI from resampling the groups; the
+  # points per group and the minimum p they allow; the rule in the caption.
+  table = estimate.summary_rows(corr)
+  layers_row = table[table.scope == 'layers'].iloc[0]
+  assert layers_row.groups == 3 and layers_row.points == 3 and layers_row.too_few_points
+  assert layers_row.kendall_tau_low == layers_row.kendall_tau_high == 1
+  text = estimate.summary_table(corr, rule='last_k', k=5)
+  assert 'mean of the last 5 evaluations' in text and '0.333*' in text
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -275,10 +340,13 @@ def test_estimate_cli_end_to_end(tiny_results, data_dir, capsys):
   corr = pd.read_csv(out / 'correlations.csv')
   assert set(corr.scope) == {'layers', 'runs'} and (corr.points == 2).all()
   assert corr.kendall_tau.isna().all()  # 2 points per pair: too few for a correlation
+  assert corr.too_few_points.all() and (corr.kendall_min_p == 1).all()
+  assert {'kendall_tau_low', 'kendall_tau_high', 'pearson_r_low', 'ci_resamples'} <= set(corr.columns)
   assert (out / 'figures' / 'estimators_vs_accuracy.png').stat().st_size > 10_000
   printed = capsys.readouterr().out
   assert '1 source network(s), 1 source-target pair(s), 2 layer(s)' in printed
-  assert 'logme' in printed and 'Kendall' in printed
+  assert 'logme' in printed and 'Kendall' in printed and 'min p' in printed
+  assert f'final score = last evaluation' in printed  # the default rule, in the caption
 
 
 def test_estimate_user_errors(tiny_results, tmp_path, capsys):

@@ -1,17 +1,19 @@
 """``transferbench estimate RESULTS``: transferability estimators per copied layer vs measured transfer.
 
-The harness's ``harness/cli.py`` calls :func:`register` on its subparsers; ``run`` does the work.
-See :mod:`analysis.estimate` for what is computed.
+The command line calls :func:`register` on its subparsers; :func:`run` does the work. This is
+the application layer: argument parsing and printing here, the computation in
+:mod:`analysis.estimate`, results read through :mod:`harness.results`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 
 from analysis import measures as measures_lib
+from analysis.estimate import ACCURACY_K, ACCURACY_RULE
 from analysis.estimators import ESTIMATORS
+from harness import results as results_api
 from harness.errors import UserError
 
 
@@ -36,9 +38,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                  help='conv feature maps above this many values are average-pooled (default 4096)')
   p.add_argument('--knn-k', type=int, default=5, help='neighbours of the kNN baseline (default 5)')
   p.add_argument('--folds', type=int, default=3, help='folds of the linear probe (default 3)')
-  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default='last',
-                 help='final-accuracy rule of the measured accuracy (default last)')
-  p.add_argument('--k', type=int, default=10, help='evaluations of the best_k/last_k rules (default 10)')
+  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default=ACCURACY_RULE,
+                 help=f'final-accuracy rule of the measured accuracy (default {ACCURACY_RULE})')
+  p.add_argument('--k', type=int, default=ACCURACY_K,
+                 help=f'evaluations of the best_k/last_k rules (default {ACCURACY_K})')
   p.add_argument('--seed', type=int, default=0, help='seed of the subsamples and folds (default 0)')
   p.add_argument('--batch-size', type=int, default=256, help='examples per forward pass (default 256)')
   p.add_argument('--data-dir', help="TFDS data directory (default: the sweep's, else "
@@ -50,16 +53,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _data_dir(results: pathlib.Path, given: str | None) -> str | None:
-  """--data-dir, else the data_dir recorded in RESULTS/sweep.json, else None (the default)."""
+  """--data-dir, else the data_dir recorded with the sweep, else None (the default)."""
   if given:
     return given
-  path = results / 'sweep.json'
-  if path.is_file():
-    try:
-      return json.loads(path.read_text()).get('config', {}).get('data_dir') or None
-    except json.JSONDecodeError:
-      return None
-  return None
+  return (results_api.load_sweep_config(results) or {}).get('data_dir') or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
   corr = estimate.correlations(joined, per_run)
   out = pathlib.Path(args.out) if args.out else results / 'estimates'
   written = estimate.write_outputs(out, scores, joined, per_run, corr,
-                                   figures_too=not args.no_figures)
+                                   figures_too=not args.no_figures, rule=args.rule, k=args.k)
   for note in notes:
     print(f'note: {note}')
   pairs = joined[['source', 'target']].drop_duplicates()
@@ -89,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         f'{scores["n_layers"].nunique()} layer(s), {settings.max_examples} target examples at most.')
   print(f'Correlation of seed-mean score with measured final accuracy ({args.rule}; '
         "'layers': seed means across n, 'runs': single runs; per pair, averaged over pairs):")
-  print(estimate.summary_table(corr))
+  print(estimate.summary_table(corr, rule=args.rule, k=args.k))
   print(f'Wrote {len(written)} files to {out}:')
   for path in written:
     print(f'  {path}')
