@@ -254,7 +254,7 @@ def _builder_class(name: str, splits: Splits, class_names: tuple[str, ...], sour
   body = dict(name=data.user_tfds_name(name), SHAPE=tuple(x.shape[1:]), DTYPE=x.dtype.type,
               CLASS_NAMES=class_names, RAW=staticmethod(lambda: splits),
               VERSION=data.tfds.core.Version(data.USER_VERSION),
-              __doc__=f"The user's data set '{name}', registered from {source}.")
+              __module__=__name__, __doc__=f"The user's data set '{name}', registered from {source}.")
   return types.new_class('TbUserData', (data._EmbeddedBuilder,), {'skip_registration': True},
                          lambda ns: ns.update(body))
 
