@@ -203,7 +203,7 @@ class DatasetSpec:
   preprocess: Callable = _scale(255.0)  # per-batch (in memory) or per-example (streamed) to float32
   in_memory: bool = True             # False: streamed from disk batch by batch (imagenet2012)
   input_shape: tuple[int, ...] | None = None  # fixed shape after preprocessing, when streamed
-  registered: bool = False           # the user's own data: read from its directory, never built here
+  registered: bool = False           # the user's own data (harness/userdata.py): read, never built
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -240,7 +240,10 @@ def registrations(data_dir: str | None = None) -> dict[str, dict]:
   """
   path = (pathlib.Path(data_dir).expanduser() if data_dir else default_data_dir()) / REGISTRY_FILE
   try:
-    return json.loads(path.read_text())['datasets']
+    datasets = json.loads(path.read_text())['datasets']
+    for entry in datasets.values():
+      entry['tfds_name']  # pylint: disable=pointless-statement
+    return datasets
   except FileNotFoundError:
     return {}
   except (ValueError, KeyError, TypeError) as e:
@@ -273,7 +276,8 @@ def dataset_spec(name: str, data_dir: str | None = None) -> DatasetSpec:
     return DATASETS[name]
   registered = registrations(data_dir)
   if name not in registered:
-    raise UserError(f"unknown data set '{name}': choose one of {', '.join(available_datasets(data_dir))}, "
+    choices = ', '.join(available_datasets(data_dir))
+    raise UserError(f"unknown data set '{name}': choose one of {choices}, "
                     'tfds:NAME for a TFDS data set prepared in --data-dir, or register your own '
                     'data in the data directory (docs/data.md)')
   return _registered_spec(registered[name])
@@ -356,7 +360,7 @@ def _registered_builder(name: str, spec: DatasetSpec, directory: str) -> tfds.co
   path = pathlib.Path(directory, spec.tfds_name, USER_VERSION)
   if not (path / 'dataset_info.json').is_file():
     raise UserError(f"data set '{name}' is registered in {directory} but its files ({path}) are "
-                    'missing: register it again with replace=True (docs/data.md)')
+                    'missing: register it again (--replace, replace=True; docs/data.md)')
   with _quiet_tfds():
     return tfds.builder_from_directory(path)
 

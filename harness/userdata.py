@@ -1,4 +1,4 @@
-"""Your own data as a data set of the harness: registered once, then ``dataset='NAME'`` in any sweep.
+"""Your own data as a data set: registered once, then ``dataset='NAME'`` in any sweep.
 
 Two inputs are accepted (docs/data.md shows both with commands):
 
@@ -36,6 +36,7 @@ import types
 from typing import Callable
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from harness import data
 from harness.errors import UserError
@@ -71,8 +72,8 @@ def _read_npz(path: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
-  files = sorted(p for p in folder.iterdir()
-                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.'))
+  files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.')
+                 and p.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
     raise UserError(f'class folder {folder} has no images ({", ".join(IMAGE_SUFFIXES)}): add '
                     'images to it or remove it')
@@ -253,8 +254,9 @@ def _builder_class(name: str, splits: Splits, class_names: tuple[str, ...], sour
   x = splits['train'][0]
   body = dict(name=data.user_tfds_name(name), SHAPE=tuple(x.shape[1:]), DTYPE=x.dtype.type,
               CLASS_NAMES=class_names, RAW=staticmethod(lambda: splits),
-              VERSION=data.tfds.core.Version(data.USER_VERSION),
-              __module__=__name__, __doc__=f"The user's data set '{name}', registered from {source}.")
+              VERSION=tfds.core.Version(data.USER_VERSION),
+              __module__=__name__,
+              __doc__=f"The user's data set '{name}', registered from {source}.")
   return types.new_class('TbUserData', (data._EmbeddedBuilder,), {'skip_registration': True},
                          lambda ns: ns.update(body))
 
@@ -266,7 +268,7 @@ def _build(builder_class: type, directory: pathlib.Path) -> None:
     with data._quiet_tfds():
       builder = builder_class(data_dir=tmp, file_format='array_record')
       builder.download_and_prepare(
-          download_config=data.tfds.download.DownloadConfig(try_download_gcs=False))
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     if final.exists():
       shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,8 @@ def register_dataset(name: str, path: str | os.PathLike, data_dir: str | None = 
       'scale': 255.0 if x.dtype == np.uint8 else None, 'dtype': x.dtype.name,
       'input_shape': list(x.shape[1:]), 'class_names': list(class_names),
       'num_train': len(splits['train'][1]), 'num_test': len(splits['test'][1]),
-      'split': {'test_fraction': test_fraction, 'split_seed': split_seed} if 'all' in raw else None})
+      'split': ({'test_fraction': test_fraction, 'split_seed': split_seed} if 'all' in raw
+                else None)})
   _forget_cached()
   return data.dataset_info(name, str(directory))
 

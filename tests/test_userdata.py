@@ -140,23 +140,37 @@ def _not_an_image(root):
   (root / 'dog' / 'broken.png').write_bytes(b'not a png')
 
 
+def _test_class_not_in_train(root):
+  write_folder(root / 'train', 2)
+  write_folder(root / 'test', 1)
+  (root / 'test' / 'cat').rename(root / 'test' / 'gnu')
+
+
 X, Y = images(4, (8, 8))
 BAD = [
-    (npz(x_train=X, y_train=Y[:-1], x_test=X, y_test=Y), 'x_train has 16 examples but y_train has 15 labels'),
+    (npz(x_train=X, y_train=Y[:-1], x_test=X, y_test=Y),
+     'x_train has 16 examples but y_train has 15 labels'),
     (npz(x=X, y=Y[:-2]), 'x has 16 examples but y has 14 labels'),
     (npz(x_train=X, y_train=Y, x_test=X), r"missing \['y_test'\]: save them with np.savez"),
     (npz(images=X), r"missing \['x_test', 'x_train', 'y_test', 'y_train'\]"),
     (npz(x=X, y=np.linspace(0, 3, 16)), 'y has dtype float64: labels must be integers or strings'),
     (npz(x=X, y=np.eye(4)[np.arange(16) % 4]), r'y has shape \(16, 4\).*y.argmax'),
     (npz(x=X, y=np.zeros(16, int)), 'the training labels have 1 class: give at least two'),
-    (npz(x_train=X, y_train=Y, x_test=X, y_test=np.full(16, 'gnu')), r"y_test has labels never seen in y_train \(\['gnu'\]\)"),
-    (npz(x_train=X, y_train=Y, x_test=X[:, :4], y_test=Y), r'x_train has examples of shape \(8, 8\), x_test of shape \(4, 8\)'),
+    (npz(x_train=X, y_train=Y, x_test=X, y_test=np.full(16, 'gnu')),
+     r"y_test has labels never seen in y_train \(\['gnu'\]\)"),
+    (npz(x_train=X, y_train=Y, x_test=X, y_test=np.arange(16) % 4),
+     'y_train and y_test mix strings and numbers'),
+    (npz(x_train=X, y_train=Y, x_test=X[:, :4], y_test=Y),
+     r'x_train has examples of shape \(8, 8\), x_test of shape \(4, 8\)'),
     (npz(x=np.full((16, 3), np.nan), y=Y), 'x has NaN or infinite values'),
     (npz(x=np.array([{}] * 16), y=Y), 'cannot read it without pickle'),
     (folder(_empty_class), r'class folder .*gnu has no images .*: add images to it or remove it'),
-    (folder(_two_sizes), r'images must all have one size: .* is 6x6, .*odd.png is 6x5; resize them'),
+    (folder(_two_sizes),
+     r'images must all have one size: .* is 6x6, .*odd.png is 6x5; resize them'),
     (folder(_not_an_image), r'broken.png is not a readable image'),
     (folder(lambda root: root.mkdir()), r'has 0 class folder\(s\)'),
+    (folder(lambda root: write_folder(root / 'cat', 2)), r'has 1 class folder\(s\)'),
+    (folder(_test_class_not_in_train), r"test has class folders that .*train lacks \(\['gnu'\]\)"),
     (lambda path: path / 'nowhere.npz', r'nowhere.npz does not exist: give an .npz file'),
 ]
 
@@ -214,6 +228,14 @@ def test_unknown_data_set_lists_registered_ones_and_how_to_register(tmp_path):
   with pytest.raises(UserError, match=r"unknown data set 'mien': choose one of .*mnist1d, mine, "
                                       r'.*register your own data .*docs/data.md'):
     data.dataset_spec('mien', str(tmp_path))
+
+
+@pytest.mark.parametrize('fraction', [0.0, 1.0, 1.5])
+def test_a_test_fraction_outside_0_1_is_refused(fraction, tmp_path):
+  np.savez(tmp_path / 'ok.npz', x=X, y=Y)
+  with pytest.raises(UserError, match=f'test_fraction {fraction} is not between 0 and 1'):
+    userdata.register_dataset('mine', tmp_path / 'ok.npz', str(tmp_path), test_fraction=fraction)
+  assert not (tmp_path / data.REGISTRY_FILE).exists()
 
 
 def test_command_line_arguments_register_and_print_one_line(tmp_path):
