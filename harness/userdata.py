@@ -33,6 +33,7 @@ import re
 import shutil
 import tempfile
 import types
+import zipfile
 from typing import Callable
 
 import numpy as np
@@ -49,11 +50,13 @@ _FIX_NPZ = ('save them with np.savez(PATH, x_train=..., y_train=..., x_test=...,
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 # ----------------------------------------------------------------------------------------------
-# Readers: a path -> {'train': (x, y), 'test': (x, y)} of raw arrays, or split=None for one set.
+# Readers: a path -> {'train': (x, y), 'test': (x, y)} of raw arrays, or {'all': (x, y)}.
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """The arrays of an ``.npz``, as ``{'train': ..., 'test': ...}`` or ``{'all': (x, y)}``."""
+  if not zipfile.is_zipfile(path):  # np.load would read a .npy or a pickle as something else
+    raise UserError(f'{path} is not an .npz file: {_FIX_NPZ}')
   try:
     with np.load(path, allow_pickle=False) as arrays:
       found = {key: arrays[key] for key in arrays.files}

@@ -164,6 +164,7 @@ BAD = [
      r'x_train has examples of shape \(8, 8\), x_test of shape \(4, 8\)'),
     (npz(x=np.full((16, 3), np.nan), y=Y), 'x has NaN or infinite values'),
     (npz(x=np.array([{}] * 16), y=Y), 'cannot read it without pickle'),
+    (lambda path: np.save(path / 'x.npy', X) or path / 'x.npy', r'x.npy is not an .npz file: save'),
     (folder(_empty_class), r'class folder .*gnu has no images .*: add images to it or remove it'),
     (folder(_two_sizes),
      r'images must all have one size: .* is 6x6, .*odd.png is 6x5; resize them'),
