@@ -70,7 +70,7 @@ def test_own_npz_registers_reads_back_exactly_and_runs_a_sweep(tmp_path):
     data.dataset_spec('mine', str(tmp_path))  # another data directory does not have it
   curves = tiny_sweep('mine', str(data_dir), tmp_path / 'results')
   final = curves[(curves.step == curves.step.max()) & (curves.condition == 'scratch')]
-  assert final.accuracy.mean() > 0.5  # row c is bright in class c: 2 classes per task, chance 0.5
+  assert final.accuracy.mean() > 0.9  # row c is bright in class c: 2 classes per task, chance 0.5
 
 
 def test_single_x_y_gets_a_seeded_stratified_test_split_and_integer_labels_are_remapped(tmp_path):
