@@ -3,6 +3,10 @@
 import os
 
 import pytest
+# submitit's logger runs logging.config.dictConfig on import, which closes every existing handler,
+# absl's too, and absl's stream may be a capture pytest has since replaced: importing it here,
+# before any handler exists, keeps it from closing pytest's capture in the middle of a test.
+import submitit  # noqa: F401
 
 
 @pytest.fixture(scope='session')
