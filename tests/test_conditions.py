@@ -115,3 +115,28 @@ def test_rows_are_consistent():
 def test_the_registry_imports_no_jax():
   code = 'import sys, harness.conditions; assert "jax" not in sys.modules, "jax imported"'
   subprocess.run([sys.executable, '-c', code], check=True)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="this branch's engine loads a source network only for selffer and "
+                   "transfer, by name; the plan-driven engine (helper E) passes it: drop the mark "
+                   "when merging")
+def test_reinit_head_runs_through_a_sweep_and_equals_anb_plus_at_n_l_minus_1(data_dir, tmp_path):
+  """The new row end to end: the sweep names it, the engine runs its plan. Its plan is AnB+'s at
+  n = L-1 with the same source network and init, so the curves must be equal, bit for bit."""
+  from harness import load_curves, runner, sweeps
+  from tests.test_sweeps import tiny_config
+  config = tiny_config(data_dir, conditions=('transfer', 'reinit_head'), seeds=1)
+  specs = sweeps.expand(config)
+  reinit = [s for s in specs if s.condition == 'reinit_head']
+  anb_plus = next(s for s in specs if s.condition == 'transfer' and s.n_layers == 2 and s.fine_tuned)
+  assert [(s.n_layers, s.fine_tuned) for s in reinit] == [(2, False)]  # mlp 16-16-head: L-1 = 2
+  assert reinit[0].source_run == anb_plus.source_run
+  report = runner.run_sweep(config, tmp_path, progress=False)
+  assert report.failed == [] and report.completed == len(specs) == 7
+  curves = load_curves(tmp_path)
+  mine = curves[curves.condition == 'reinit_head'].sort_values('step')
+  theirs = curves[curves.run_id == anb_plus.run_id].sort_values('step')
+  assert set(mine.source) == {anb_plus.source.name}
+  np.testing.assert_array_equal(mine.accuracy.to_numpy(), theirs.accuracy.to_numpy())
+  np.testing.assert_array_equal(mine.loss.to_numpy(), theirs.loss.to_numpy())
