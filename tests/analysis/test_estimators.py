@@ -13,7 +13,7 @@ from analysis import estimate
 from analysis import estimators as est
 from analysis.features import layer_features, pool_to_dim
 from harness import models
-from harness.cli import main
+from transferbench.cli import main
 from harness.errors import UserError
 
 

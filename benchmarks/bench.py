@@ -1,4 +1,5 @@
-"""``transferbench bench``: one small layer-transfer sweep, three ways, side by side.
+"""``transferbench bench`` (or ``python -m benchmarks.bench`` from the checkout): one small
+layer-transfer sweep, three ways, side by side.
 
 1. the harness as users run it (``runner.run_sweep``: one program family, on CPU one run per core
    trained at once in threads, frozen layers' outputs computed once);
@@ -379,7 +380,7 @@ def print_report(summary: dict) -> None:
 
 def _round_in_subprocess(args, index: int) -> dict:
   """One round in a fresh interpreter (cold: no compiled program or cache of an earlier round)."""
-  argv = [sys.executable, '-m', 'harness.cli', 'bench', '--seeds', str(args.seeds),
+  argv = [sys.executable, '-m', 'transferbench.cli', 'bench', '--seeds', str(args.seeds),
           '--steps', str(args.steps), '--model', args.model, '--cnn-steps', str(args.cnn_steps)]
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
   argv += ['--no-torch'] if args.no_torch else []
@@ -426,3 +427,8 @@ def register(sub) -> None:
   bench.add_argument('--cnn-steps', type=int, default=30, help='steps timed for the CNN FLOP/s')
   bench.add_argument('--round-json', help=argparse.SUPPRESS)  # a round of --repeats N
   bench.set_defaults(func=run_bench)
+
+
+if __name__ == '__main__':  # python -m benchmarks.bench [OPTIONS]: the same as transferbench bench
+  from transferbench.cli import main
+  sys.exit(main(['bench', *sys.argv[1:]]))
