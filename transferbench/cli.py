@@ -162,8 +162,7 @@ def _register_bench(sub) -> None:
     raise UserError('the benchmark lives in the source checkout (benchmarks/bench.py), not in the '
                     'installed package: clone the repository and `pip install -e .` there')
   stub = sub.add_parser('bench', help='time one small sweep (needs the source checkout)')
-  stub.add_argument('options', nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-  stub.set_defaults(func=missing)
+  stub.set_defaults(func=missing, any_options=True)  # its options are the missing module's
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, rest = parser.parse_known_args(argv)
   overrides = [a for a in rest if a.startswith('--config.')]
   unknown = [a for a in rest if not a.startswith('--config.')]
+  if getattr(args, 'any_options', False):
+    unknown = overrides = []
   if unknown or (overrides and args.command not in ('run', 'reproduce')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
