@@ -14,8 +14,8 @@ All three run in one process on the same data (loaded before timing), the same s
 steps, batch size, conditions, seeds). Every column is measured cold, compilation included: the
 harness with an empty persistent compilation cache (a temporary directory; a user's second sweep
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
-faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
-made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
+faster of 1 and all CPU threads (measured first, because on a loaded machine OpenMP's spinning
+threads can make more threads much slower than one). It then measures the achieved FLOP/s of the CNN train step
 against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s), for one run
 alone and for as many runs at once as the harness trains (XLA's CPU convolutions use one core
 each), and prints
@@ -153,10 +153,9 @@ def pytorch(specs, data_dir) -> float | None:
 def _torch_threads(torch, steps: int = 60, evals: int = 2, trials: int = 3) -> int:
   """The faster thread count (1 or all CPUs) for the bench's MLP, measured on a probe.
 
-  The probe mixes training steps and evaluations of a test-set-sized batch as the sweep does
-  (600 steps and 19 evaluations of ~5000 images a run): a probe of steps alone picked 1 thread,
-  with which the sweep took 55.7 s against 39.0-43.5 s with 2 threads in the rounds beside it
-  (the evaluation's large matmuls gain from 2 threads, the small steps do not). Each count is
+  The probe mixes training steps and evaluations of a test-set-sized batch as the sweep does,
+  because a probe of steps alone picks 1 thread while the evaluation's large matmuls gain from
+  more (see docs/performance.md). Each count is
   timed ``trials`` times, alternating, after a warm-up, and its best time counts.
   """
   net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
