@@ -70,6 +70,7 @@ def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _parse_value(text: str) -> Any:
+  """An override's value as a Python literal, or the bare string."""
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -108,6 +109,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 
 def _to_plain(value):
+  """ConfigDicts and tuples as plain dicts and lists (what run specs hold)."""
   if isinstance(value, ml_collections.ConfigDict):
     return {k: _to_plain(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
@@ -116,6 +118,7 @@ def _to_plain(value):
 
 
 def _freeze(d: dict) -> tuple:
+  """A dict as a sorted tuple of pairs: hashable, so a spec's fields can be."""
   return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
@@ -129,6 +132,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
 
   Args:
     config: a sweep config (after overrides).
+
+  Each condition's source role (``harness.conditions``) says which base net it copies from: the
+  target task's (same task), the source task's or ``source_checkpoint`` (other task), or none.
 
   Returns:
     The run specs; scratch runs (base nets, which are also the source networks) come first.

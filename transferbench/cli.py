@@ -108,6 +108,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """The ``transferbench`` parser: ``run`` and ``status`` here, the study commands registered by
+  their modules (each ``register(subparsers)`` with ``func=run``)."""
   parser = argparse.ArgumentParser(
       prog='transferbench', description='Layer-wise feature transferability studies.')
   sub = parser.add_subparsers(dest='command', required=True)
@@ -166,7 +168,15 @@ def _register_bench(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Entry point of the ``transferbench`` console script."""
+  """Entry point of the ``transferbench`` console script.
+
+  Args:
+    argv: the arguments (default: ``sys.argv[1:]``); ``--config.FIELD=VALUE`` overrides are
+      collected for ``run`` and ``reproduce``.
+
+  Returns:
+    The exit status: the command's, or 2 after a one-line ``transferbench: error: ...``.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
