@@ -117,6 +117,16 @@ def test_the_registry_imports_no_jax():
   subprocess.run([sys.executable, '-c', code], check=True)
 
 
+def test_a_sweep_runs_a_new_condition_by_naming_it(data_dir):
+  from harness import sweeps
+  from tests.test_sweeps import tiny_config
+  specs = sweeps.expand(tiny_config(data_dir, conditions=('reinit_head',), n_layers=(1,), seeds=1))
+  base_b, base_a, reinit = specs  # the other task's base net is trained: reinit_head copies it
+  assert (base_b.condition, base_a.condition) == ('scratch', 'scratch')
+  assert (reinit.condition, reinit.n_layers, reinit.fine_tuned) == ('reinit_head', 2, False)
+  assert reinit.source_run == base_a.run_id and reinit.source == base_a.target != reinit.target
+
+
 @pytest.mark.xfail(strict=True, raises=ValueError,
                    reason="this branch's engine loads a source network only for selffer and "
                    "transfer, by name; the plan-driven engine (helper E) passes it: drop the mark "
