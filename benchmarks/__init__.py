@@ -1,1 +1,1 @@
-"""Benchmarks of the source checkout (not installed with the package): see :mod:`benchmarks.bench`."""
+"""Benchmarks of the source checkout (not installed): see :mod:`benchmarks.bench`."""

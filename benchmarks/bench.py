@@ -15,10 +15,10 @@ steps, batch size, conditions, seeds). Every column is measured cold, compilatio
 harness with an empty persistent compilation cache (a temporary directory; a user's second sweep
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
 faster of 1 and all CPU threads (measured first, because on a loaded machine OpenMP's spinning
-threads can make more threads much slower than one). It then measures the achieved FLOP/s of the CNN train step
-against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s), for one run
-alone and for as many runs at once as the harness trains (XLA's CPU convolutions use one core
-each), and prints
+threads can make more threads much slower than one). It then measures the achieved FLOP/s of the
+CNN train step against the CPU's peak (the larger of the nominal peak and a large matmul's
+FLOP/s), for one run alone and for as many runs at once as the harness trains (XLA's CPU
+convolutions use one core each), and prints
 ``RESULT speedup_vs_naive=... speedup_vs_pytorch=... compiles=... runs=...``.
 
 ``--repeats N`` runs N such rounds one after the other, each in a fresh process (so each is cold:

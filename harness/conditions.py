@@ -171,7 +171,8 @@ _ROWS = (
               'reinit_head has no fine-tuned version: it already trains every layer; use '
               'fine_tuned=False', OTHER_TASK, 'whole_body', _copy_first_n_train_all,
               Style(5, 'P', '-.'), None,
-              'every layer below the head copied from the other task, head re-initialised, all trained'),
+              'every layer below the head copied from the other task, head re-initialised, '
+              'all trained'),
 )
 
 TABLE: dict[str, Condition] = {row.name: row for row in _ROWS}

@@ -139,7 +139,8 @@ def test_reinit_head_runs_through_a_sweep_and_equals_anb_plus_at_n_l_minus_1(dat
   config = tiny_config(data_dir, conditions=('transfer', 'reinit_head'), seeds=1)
   specs = sweeps.expand(config)
   reinit = [s for s in specs if s.condition == 'reinit_head']
-  anb_plus = next(s for s in specs if s.condition == 'transfer' and s.n_layers == 2 and s.fine_tuned)
+  anb_plus = next(s for s in specs
+                  if s.condition == 'transfer' and s.n_layers == 2 and s.fine_tuned)
   assert [(s.n_layers, s.fine_tuned) for s in reinit] == [(2, False)]  # mlp 16-16-head: L-1 = 2
   assert reinit[0].source_run == anb_plus.source_run
   report = runner.run_sweep(config, tmp_path, progress=False)

@@ -1,4 +1,4 @@
-"""Layering: ``harness`` (training) never imports ``analysis`` or the app layer ``transferbench``."""
+"""Layering: ``harness`` never imports ``analysis`` or the app layer (``transferbench``)."""
 
 import ast
 import pathlib

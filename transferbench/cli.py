@@ -1,5 +1,5 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``, ``reproduce``,
-``bench``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``,
+``reproduce``, ``bench``.
 
 Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
 """
