@@ -26,11 +26,12 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from harness import conditions as conditions_lib
 from harness.errors import UserError
 
 REQUIRED = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed', 'step',
             'accuracy')
-CONDITIONS = ('scratch', 'selffer', 'transfer', 'random_frozen')
+CONDITIONS = conditions_lib.CONDITIONS
 STRATA = ('model', 'examples_per_class', 'pair')
 # random_halves: A/B class splits of one data set; dissimilar: e.g. natural vs man-made, or two
 # data sets; none: a single task with its own base (Yosinski's random-frozen nets on all classes).
@@ -38,16 +39,9 @@ PAIR_KINDS = ('random_halves', 'dissimilar', 'none')
 CELL = ('condition', 'fine_tuned', 'n_layers', 'source', 'target')
 RUN_CONSTANT = ('condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed')
 
-# Yosinski et al.'s names for (condition, fine_tuned); a scratch network on task B is "baseB".
-LABELS = {
-    ('scratch', False): 'base',
-    ('selffer', False): 'BnB',
-    ('selffer', True): 'BnB+',
-    ('transfer', False): 'AnB',
-    ('transfer', True): 'AnB+',
-    ('random_frozen', False): 'random',
-    ('random_frozen', True): 'random+',
-}
+# Yosinski et al.'s names for (condition, fine_tuned), from the registry; a scratch network on
+# task B is "baseB".
+LABELS = conditions_lib.labels()
 LABEL_ORDER = tuple(LABELS.values())
 
 _BOOLS = {'true': True, 'false': False, '1': True, '0': False, '1.0': True, '0.0': False,

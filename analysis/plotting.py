@@ -19,6 +19,7 @@ import pandas as pd
 from analysis import measures as measures_lib
 from analysis import stats
 from analysis.curves import strata
+from harness import conditions as conditions_lib
 
 COLUMN_WIDTH = 3.3  # inches
 PAGE_WIDTH = 6.9
@@ -30,16 +31,8 @@ RC = {
     'pdf.fonttype': 42, 'ps.fonttype': 42, 'savefig.dpi': DPI, 'lines.linewidth': 1.2,
     'lines.markersize': 4, 'axes.linewidth': 0.6, 'grid.linewidth': 0.4,
 }
-# Colour-blind palette index (seaborn 'colorblind'), marker and line style per label.
-STYLE = {
-    'base': (None, 'o', '-'),
-    'BnB': (0, 'o', '-'),
-    'BnB+': (9, 's', '--'),
-    'AnB': (3, 'D', '-'),
-    'AnB+': (1, '^', '--'),
-    'random': (2, 'v', '-'),
-    'random+': (4, 'X', '--'),
-}
+# Colour-blind palette index (seaborn 'colorblind'), marker and line style per label (registry).
+STYLE = {name: (s.colour, s.marker, s.linestyle) for name, s in conditions_lib.styles().items()}
 RULE_SHORT = {'last': 'last evaluation', 'best': 'best evaluation', 'best_k': 'mean of {k} best',
               'last_k': 'mean of last {k}'}
 MEASURE_SHORT = {'start': 'start', 'auc': 'normalised AUC',

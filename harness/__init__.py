@@ -1,4 +1,7 @@
-"""transferbench's harness: data, models, transfer, training, sweeps, results store, CLI.
+"""transferbench's harness: data, models, conditions, transfer, training, sweeps, results store.
+
+The command line is the app layer's (``transferbench.cli``); this package never imports
+``analysis``.
 
 The public Python API for notebooks::
 

@@ -22,7 +22,7 @@ no TensorFlow. *Decoding* ``Image`` features (what standard TFDS sets use) goes 
 OpenCV in ``tfds.data_source``, so prepared standard data sets are read without TensorFlow too.
 
 Where: ``--data-dir`` / ``config.data_dir``, else ``$TRANSFERBENCH_DATA_DIR``, else
-``~/tensorflow_datasets`` (TFDS's own default). Building MNIST takes ~10 s once; reading it ~2 s.
+``~/tensorflow_datasets`` (TFDS's own default). An embedded data set is built once, on first use.
 """
 
 from __future__ import annotations
@@ -396,9 +396,17 @@ def _split_name(builder, split: str) -> str:
 def load_split(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
   """A whole split in memory: ``x`` float32 ``(N, *input_shape)``, ``y`` int32 ``(N,)``.
 
-  Cached per process, and on disk (:func:`_decoded_path`): decoding MNIST's 70,000 TFDS records
-  took ~4 s of every command's start-up (and of every worker's), reading the decoded arrays
-  ~0.1 s. For data sets too big for memory, use :func:`split_source`.
+  Cached per process, and on disk (:func:`_decoded_path`), because decoding the TFDS records is
+  slow and every command and worker would pay it at start-up. For data sets too big for memory,
+  use :func:`split_source`.
+
+  Args:
+    name: a data set name of :func:`dataset_spec`.
+    split: a split of the data set (``'train'``, ``'test'``...).
+    data_dir: TFDS data directory (None: the default).
+
+  Returns:
+    ``(x, y)``.
   """
   spec = dataset_spec(name, data_dir)
   if not spec.in_memory:

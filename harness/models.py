@@ -139,8 +139,8 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
       sq, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
       [(0, 0)] * (x.ndim - 1) + [(half, size - 1 - half)])
   denominator = k + alpha / size * summed
-  if beta == 0.75:  # d^-3/4 = rsqrt(d) * sqrt(rsqrt(d)): ~4x faster than pow on CPU, and its
-    # float32 gradient matches float64 (pow's was off by 1e-3 in cnn/small on MNIST; tested)
+  if beta == 0.75:  # d^-3/4 = rsqrt(d) * sqrt(rsqrt(d)): faster than pow on CPU, and its
+    # float32 gradient matches float64 where pow's does not (tested)
     r = jax.lax.rsqrt(denominator)
     return x * r * jnp.sqrt(r)
   return x / jnp.power(denominator, beta)
@@ -149,13 +149,12 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
 def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
   """Max pooling over square windows, 'VALID' (rows/columns that do not fill a window dropped).
 
-  The values are ``nn.max_pool``'s (XLA's reduce-window, which it fuses into the convolution
-  before it: a 2048-image cnn/small conv1+ReLU+pool took 37 ms, 103 ms as reshape+max). For
-  non-overlapping windows (``window == stride``) the gradient is an elementwise mask over each
-  window instead of XLA's select-and-scatter, which took 24 ms of a 118 ms cnn/small train step
-  on a 2-core CPU (2.6 ms this way). The gradient splits a window's gradient between equal maxima
-  instead of giving it to the first; after a ReLU that happens only for zeros, whose gradient the
-  ReLU discards.
+  The values are ``nn.max_pool``'s (XLA's reduce-window, which XLA fuses into the convolution
+  before it). For non-overlapping windows (``window == stride``) the gradient is an elementwise
+  mask over each window instead of XLA's select-and-scatter, which is slow on CPU (timings in
+  docs/performance.md). The gradient splits a window's gradient between equal maxima instead of
+  giving it to the first; after a ReLU that happens only for zeros, whose gradient the ReLU
+  discards.
   """
   if window != stride:
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding='VALID')

@@ -6,7 +6,10 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
 
   name, model, model_kwargs, pairs (list of task-pair dicts, see ``harness.tasks``),
   directions ('AB': A is the source and B the target; 'BA' the reverse), seeds (how many) and
-  first_seed, conditions, fine_tune (subset of (False, True)), n_layers (empty: every n = 1..L-1),
+  first_seed, conditions (names of ``harness.conditions``; base nets are always trained),
+  fine_tune (subset of (False, True); a condition without a fine-tuned variant skips True),
+  n_layers (empty: every n = 1..L-1; applies to the conditions whose n is free, not to those with
+  one n such as reinit_head),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
   transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
@@ -24,7 +27,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from harness import models, runs, tasks, transfer
+from harness import conditions, models, runs, tasks
 from harness.errors import UserError
 
 SWEEPS_DIR = pathlib.Path(__file__).resolve().parent.parent / 'sweeps'
@@ -67,6 +70,7 @@ def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _parse_value(text: str) -> Any:
+  """An override's value as a Python literal, or the bare string."""
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -105,6 +109,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 
 def _to_plain(value):
+  """ConfigDicts and tuples as plain dicts and lists (what run specs hold)."""
   if isinstance(value, ml_collections.ConfigDict):
     return {k: _to_plain(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
@@ -113,6 +118,7 @@ def _to_plain(value):
 
 
 def _freeze(d: dict) -> tuple:
+  """A dict as a sorted tuple of pairs: hashable, so a spec's fields can be."""
   return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
@@ -127,6 +133,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   Args:
     config: a sweep config (after overrides).
 
+  Each condition's source role (``harness.conditions``) says which base net it copies from: the
+  target task's (same task), the source task's or ``source_checkpoint`` (other task), or none.
+
   Returns:
     The run specs; scratch runs (base nets, which are also the source networks) come first.
 
@@ -136,13 +145,12 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   model_kwargs = _to_plain(config.model_kwargs)
   head_classes = model_kwargs.pop('num_classes', None)  # The head is sized from the task.
   num_layers = _num_layers(config.model, model_kwargs)
-  ns = list(config.n_layers) or list(range(1, num_layers))
-  for condition in config.conditions:
-    for n in ns:
-      transfer.validate(condition, n, False, num_layers)
-  if config.source_checkpoint and 'selffer' in config.conditions:
-    raise UserError('selffer needs base nets trained by the sweep: drop it from conditions when '
-                    'source_checkpoint is set (transfer runs then copy from the checkpoint)')
+  ns = {name: conditions.sweep_n(name, num_layers, tuple(config.n_layers))
+        for name in config.conditions}
+  same_task = [c for c in config.conditions if conditions.get(c).source == conditions.SAME_TASK]
+  if config.source_checkpoint and same_task:
+    raise UserError(f'{same_task[0]} needs base nets trained by the sweep: drop it from conditions '
+                    'when source_checkpoint is set (transfer runs then copy from the checkpoint)')
   checkpoint_task = None
   if config.source_checkpoint:  # Pre-trained-Model approach; checked before training anything.
     meta = runs.load_checkpoint_meta(config.source_checkpoint)
@@ -150,6 +158,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
     checkpoint_task = tasks.TaskSpec.from_dict(meta['task'])
   common = dict(model=config.model, model_kwargs=_freeze(model_kwargs),
                 train=_freeze(_to_plain(config.train)))
+  other_task = any(conditions.get(c).source == conditions.OTHER_TASK for c in config.conditions)
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
@@ -167,36 +176,50 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
         raise UserError(f"unknown direction '{direction}': use 'AB' (A -> B) or 'BA' (B -> A)")
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
       for seed in range(config.first_seed, config.first_seed + config.seeds):
-        base = lambda task: runs.RunSpec(condition='scratch', n_layers=0, fine_tuned=False,
+        base = lambda task: runs.RunSpec(condition=conditions.BASE, n_layers=0, fine_tuned=False,
                                          seed=seed, target=task, pair=label, **common)
         base_target = base(target_task)
         scratch_runs[base_target.run_id] = base_target
-        sources = {'selffer': (target_task, base_target)}
+        sources = {conditions.SAME_TASK: (target_task, base_target)}
         if checkpoint_task:
-          sources['transfer'] = (checkpoint_task, None)
-        elif 'transfer' in config.conditions:
+          sources[conditions.OTHER_TASK] = (checkpoint_task, None)
+        elif other_task:
           base_source = base(source_task)
           scratch_runs[base_source.run_id] = base_source
-          sources['transfer'] = (source_task, base_source)
+          sources[conditions.OTHER_TASK] = (source_task, base_source)
         for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
           transfer_runs[spec.run_id] = spec
   return list(scratch_runs.values()) + list(transfer_runs.values())
 
 
 def _condition_runs(config, ns, seed, target_task, sources, label, common):
-  """The selffer / transfer / random_frozen runs of one (direction, seed)."""
+  """The runs of every condition of the sweep for one (direction, seed), in the config's order.
+
+  Args:
+    config: the sweep config.
+    ns: condition -> the n it runs at (:func:`harness.conditions.sweep_n`).
+    seed: the seed.
+    target_task: the task trained on.
+    sources: source role -> (task, base-net spec or None for a checkpoint) of this seed.
+    label: the task pair's label.
+    common: the spec fields shared by the sweep's runs.
+  """
+  checkpoint = (str(pathlib.Path(config.source_checkpoint).absolute())
+                if config.source_checkpoint else None)
   for condition in config.conditions:
-    for n in ns:
+    row = conditions.get(condition)
+    if row.source == conditions.NO_SOURCE:
+      continue  # base nets: already made for every target
+    for n in ns[condition]:
       for fine_tuned in config.fine_tune:
-        if condition == 'random_frozen' and fine_tuned:
-          continue  # Not a condition: fine-tuning random frozen layers is just scratch.
-        source_task, source_run = sources.get(condition, (None, None))
-        from_checkpoint = condition == 'transfer' and bool(config.source_checkpoint)
+        if fine_tuned and not row.fine_tunable:
+          continue  # e.g. fine-tuning random frozen layers is just scratch
+        source_task, source_run = sources.get(row.source, (None, None))
+        from_checkpoint = row.source == conditions.OTHER_TASK and checkpoint is not None
         yield runs.RunSpec(
             condition=condition, n_layers=n, fine_tuned=fine_tuned, seed=seed, target=target_task,
             source=source_task, source_run=source_run.run_id if source_run else None,
-            source_checkpoint=str(pathlib.Path(config.source_checkpoint).absolute()) if from_checkpoint else None,
-            pair=label, **common)
+            source_checkpoint=checkpoint if from_checkpoint else None, pair=label, **common)
 
 
 def base_config() -> ml_collections.ConfigDict:

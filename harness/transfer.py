@@ -1,26 +1,13 @@
-"""Conditions of a layer-wise transfer study, expressed as per-layer data.
+"""Transfer mechanics: a condition's plan applied to a network's variables.
 
-A condition (Yosinski et al. 2014) says, for each of the model's L layers, whether it is *copied*
-from a source network and whether it is *trained*:
-
-=================  ======================  =========================================
-condition          copied                  trained
-=================  ======================  =========================================
-scratch            none                    all (baseA / baseB, and source pretraining)
-selffer  (BnB)     layers 1..n from baseB  n+1..L  (all L when fine-tuned: BnB+)
-transfer (AnB)     layers 1..n from baseA  n+1..L  (all L when fine-tuned: AnB+)
-random_frozen      none (random init)      n+1..L  (layers 1..n frozen at their init)
-=================  ======================  =========================================
-
-The head (layer L) is never copied. Layers that are not copied keep the target network's own
-initialisation, which depends only on the seed, so conditions of one seed differ only in what
-they are meant to differ in. The plan is a pair of float vectors over layers; :func:`leaf_mask`
-turns a vector into a per-parameter mask, so the compiled step never depends on the condition.
+What each condition copies and trains is data in :mod:`harness.conditions` (the registry);
+:func:`make_plan` looks it up. :func:`leaf_mask` turns a per-layer vector into a per-parameter
+mask, so the compiled step never depends on the condition, and :func:`combine` builds a run's
+starting variables from its own initialisation and the source network.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping, Sequence
 
 import flax
@@ -28,42 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from harness import conditions
+from harness.conditions import CONDITIONS, Phase, Plan  # noqa: F401  (the engine's names for them)
 from harness.errors import UserError
 from harness.models import HEAD
 
-CONDITIONS = ('scratch', 'selffer', 'transfer', 'random_frozen')
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-  """From ``start`` (a fraction of the run's steps, 0 <= start < 1) on, ``train`` replaces the
-  plan's learning-rate multipliers (e.g. LP-FT: head only, then every layer from 0.5)."""
-  start: float
-  train: np.ndarray  # float32 (L,), as Plan.train
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """Per-layer data of one condition (index i is layer i+1; the last is the head).
-
-  Where a layer starts: copied from the source (``copy``), re-drawn from a fresh key (``fresh``),
-  or else the target network's own initialisation for the seed. How it trains: ``train`` is a
-  learning-rate multiplier, 0 = frozen (no update, no weight decay, batch-norm statistics fixed),
-  1 = trained as usual. ``phases`` switch the multipliers part-way through the run.
-  """
-  copy: np.ndarray   # float32 (L,), 1 = copied from the source network
-  train: np.ndarray  # float32 (L,), learning-rate multiplier; 0 = frozen
-  fresh: np.ndarray | None = None     # float32 (L,), 1 = re-initialised from a fresh key; None = none
-  phases: tuple[Phase, ...] = ()      # later phases, in order of start
-
-  @property
-  def frozen(self) -> np.ndarray:
-    """1 where a layer is frozen in the first phase."""
-    return (self.train == 0).astype(np.float32)
-
 
 def validate(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -> None:
-  """Checks a condition against a model's depth.
+  """Checks a condition against a model's depth (see :func:`harness.conditions.validate`).
 
   Args:
     condition: one of :data:`CONDITIONS`.
@@ -74,22 +33,11 @@ def validate(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -
   Raises:
     UserError: unknown condition, n out of range, or a combination that does not exist.
   """
-  if condition not in CONDITIONS:
-    raise UserError(f"unknown condition '{condition}': choose one of {', '.join(CONDITIONS)}")
-  if condition == 'scratch':
-    if n_layers != 0 or fine_tuned:
-      raise UserError('condition scratch takes n_layers=0 and fine_tuned=False')
-    return
-  if not 1 <= n_layers <= num_layers - 1:
-    raise UserError(
-        f'n={n_layers} is out of range for {condition}: this model has {num_layers - 1} '
-        f'transferable layers (the head is never copied), so use 1 <= n <= {num_layers - 1}')
-  if condition == 'random_frozen' and fine_tuned:
-    raise UserError('random_frozen has no fine-tuned version: its point is that layers 1..n stay at init')
+  conditions.validate(condition, n_layers, fine_tuned, num_layers)
 
 
 def make_plan(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -> Plan:
-  """Builds the per-layer copy/train flags of a condition (see the module docstring).
+  """The per-layer copy/train data of a condition, built by its registry row.
 
   Args:
     condition: one of :data:`CONDITIONS`.
@@ -99,12 +47,11 @@ def make_plan(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) 
 
   Returns:
     The :class:`Plan`.
+
+  Raises:
+    UserError: as :func:`validate`.
   """
-  validate(condition, n_layers, fine_tuned, num_layers)
-  first_n = (np.arange(num_layers) < n_layers).astype(np.float32)
-  copied = first_n if condition in ('selffer', 'transfer') else np.zeros(num_layers, np.float32)
-  train = np.ones(num_layers, np.float32) if fine_tuned else 1.0 - first_n
-  return Plan(copy=copied, train=train)
+  return conditions.make_plan(condition, n_layers, fine_tuned, num_layers)
 
 
 def leaf_mask(tree: Any, names: Sequence[str], per_layer: np.ndarray | jax.Array) -> Any:

@@ -10,7 +10,8 @@ Command:
   transferbench run quickstart            # results in results/quickstart/
   transferbench analyze results/quickstart
 
-Runtime: 61 s on a 2-core CPU (measured 2026-11-24), plus ~10 s once to build MNIST into TFDS files.
+Runtime: about a minute on a 2-core CPU (docs/performance.md), plus a few seconds once to build
+MNIST into TFDS files.
 Expected numbers (final test accuracy, mean over 5 seeds, jax 0.10.2 on CPU; bit-identical
 across machines of the same kind): baseB 0.981; AnB 0.975 / 0.951 / 0.898 and random frozen
 0.966 / 0.935 / 0.870 for n = 1 / 2 / 3 (specificity, and random features worse still); AnB+

@@ -28,13 +28,9 @@ Command:
   transferbench reproduce yosinski2014                 # runs (resumes) + checks the claims
   transferbench reproduce yosinski2014 --analyze-only --results results/yosinski2014_small
 
-Runtime: 4 min 28 s in all on this project's 2-core CPU, otherwise idle (2026-11-24): the 740
-runs trained in 260 s (0.35 s a run, the ``fused`` strategy, one compiled program per family,
-frozen layers computed once per run), the analysis in ~8 s; the verdicts and numbers below came
-out the same, as they did at 370 s before frozen layers were computed once and with the per-run
-path (1347 s under load, 1.8 s a run). No GPU was available to measure: there the ``vmap`` strategy
-trains packs of up to 64 of these runs in one program, so expect a few minutes, mostly
-compilation (an estimate, not a measurement).
+Runtime: about 4.5 minutes on a 2-core CPU, otherwise idle (the 740 runs with the ``fused``
+strategy, then the analysis); on a GPU the ``vmap`` strategy trains packs of these runs in one
+program. Measurements and their history: docs/performance.md.
 
 Expected numbers (mean of the 10 best evaluations / base of the same target and seed; mean over
 15 (split, seed) observations for random halves, 5 seeds for MNIST -> animals), measured:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness import bench
+from benchmarks import bench
 
 RESULT = re.compile(r'^RESULT speedup_vs_naive=(\S+) speedup_vs_pytorch=(\S+) compiles=(\d+) '
                     r'runs=(\d+)$', re.M)
@@ -15,7 +15,7 @@ RESULT = re.compile(r'^RESULT speedup_vs_naive=(\S+) speedup_vs_pytorch=(\S+) co
 
 def _bench(data_dir, *extra):
   # A fresh process: the bench points JAX's compile cache at a temporary directory of its own.
-  argv = [sys.executable, '-m', 'harness.cli', 'bench', '--seeds', '1', '--steps', '6',
+  argv = [sys.executable, '-m', 'transferbench.cli', 'bench', '--seeds', '1', '--steps', '6',
           '--cnn-steps', '1', '--data-dir', data_dir, *extra]
   out = subprocess.run(argv, capture_output=True, text=True, check=False)
   assert out.returncode == 0, out.stderr[-2000:]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from harness import load_curves
-from harness.cli import main
+from transferbench.cli import main
 
 
 def test_quickstart_tiny_runs_end_to_end(data_dir, tmp_path, capsys):

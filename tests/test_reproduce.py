@@ -2,7 +2,7 @@
 
 import json
 
-from harness.cli import main
+from transferbench.cli import main
 from harness.results import load_curves
 
 VERDICTS = {'reproduced', 'not reproduced', 'inconclusive'}

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import distributed, executors, runs, sweeps
-from harness.cli import main
+from transferbench.cli import main
 from harness.errors import UserError
 from harness.results import ResultsStore
 

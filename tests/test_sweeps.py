@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness import load_curves, models, runner, runs, sweeps, transfer
-from harness.cli import main
+from transferbench.cli import main
 from harness.errors import UserError
 from harness.results import CURVE_COLUMNS, ResultsStore
 

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis import cli
+from transferbench import analyze_command as cli
 from harness.errors import UserError
 from tests.analysis.builders import HAND, yosinski_like
 

@@ -14,7 +14,7 @@ from analysis import estimators as est
 from analysis import rank_correlation as rc
 from analysis.features import layer_features, pool_to_dim, stratified_indices, task_sample
 from harness import models, tasks
-from harness.cli import main
+from transferbench.cli import main
 from harness.errors import UserError
 
 

@@ -7,7 +7,7 @@ from scipy import stats as sps
 
 import analysis
 from analysis.reference import load_yosinski2014, yosinski2014_curves
-from harness.cli import main
+from transferbench.cli import main
 from harness.errors import UserError
 from tests.analysis.builders import run_rows
 

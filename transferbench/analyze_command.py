@@ -1,6 +1,6 @@
 """``transferbench analyze CURVES_OR_RESULTS_DIR``: tables and figures of a transfer study.
 
-The harness's ``harness/cli.py`` calls :func:`register` on its subparsers; ``run`` does the work.
+``transferbench.cli`` calls :func:`register` on its subparsers; :func:`run` does the work.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``, ``reproduce``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``,
+``reproduce``, ``bench``.
 
 Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
 """
@@ -6,15 +7,27 @@ Every user-fixable problem ends as one line ``transferbench: error: ...`` and ex
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pathlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
 from harness.errors import UserError
 
+# The source checkout: benchmarks/ lives there, outside the installed packages.
+CHECKOUT = pathlib.Path(__file__).resolve().parent.parent
+
 
 def _format_results_table(results_dir: pathlib.Path) -> str:
-  """Per condition and n: mean ± 95% CI of the final target accuracy over seeds."""
+  """Per condition and n: mean ± 95% CI of the final target accuracy over seeds.
+
+  Args:
+    results_dir: a sweep's results directory.
+
+  Returns:
+    The table as text, or a note pointing at ``transferbench status`` when no run is complete.
+  """
   from analysis import final_accuracy_table
   from harness.results import load_curves
   curves = load_curves(results_dir)
@@ -31,6 +44,11 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+  """``transferbench run``: runs (or resumes) a sweep, then prints its results table.
+
+  Returns:
+    0, or 1 when a run failed or a problem was reported.
+  """
   from harness import executors, sweeps
   config = sweeps.apply_overrides(sweeps.load_sweep(args.sweep, args.arg), args.overrides)
   config = executors.apply_arguments(config, args)
@@ -65,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+  """``transferbench status``: counts of complete, failed and pending runs; failed ones listed."""
   from harness import runner
   from harness.results import ResultsStore
   results = pathlib.Path(args.results_dir)
@@ -89,6 +108,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """The ``transferbench`` parser: ``run`` and ``status`` here, the study commands registered by
+  their modules (each ``register(subparsers)`` with ``func=run``)."""
   parser = argparse.ArgumentParser(
       prog='transferbench', description='Layer-wise feature transferability studies.')
   sub = parser.add_subparsers(dest='command', required=True)
@@ -105,24 +126,64 @@ def build_parser() -> argparse.ArgumentParser:
   status = sub.add_parser('status', help='count complete, failed and pending runs of a results directory')
   status.add_argument('results_dir')
   status.set_defaults(func=cmd_status)
-  from analysis import cli as analysis_cli
-  analysis_cli.register(sub)
+  from transferbench import analyze_command
+  analyze_command.register(sub)
   from transferbench import estimate_command
   estimate_command.register(sub)
   from transferbench import reproduce_command
   reproduce_command.register(sub)
-  from harness import bench
-  bench.register(sub)
+  _register_bench(sub)
   return parser
 
 
+def _load_bench() -> ModuleType | None:
+  """``benchmarks/bench.py`` of the source checkout (None in an installed, non-editable copy).
+
+  Loaded from its file, so ``pip install -e .`` of a clone is enough and no other package named
+  ``benchmarks`` on the path can stand in for it.
+  """
+  if 'benchmarks.bench' in sys.modules:
+    return sys.modules['benchmarks.bench']
+  path = CHECKOUT / 'benchmarks' / 'bench.py'
+  if not path.is_file():
+    return None
+  spec = importlib.util.spec_from_file_location('benchmarks.bench', path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def _register_bench(sub) -> None:
+  """``transferbench bench`` from the checkout, or a subcommand that says where to get it."""
+  bench = _load_bench()
+  if bench is not None:
+    bench.register(sub)
+    return
+  def missing(_):
+    raise UserError('the benchmark lives in the source checkout (benchmarks/bench.py), not in the '
+                    'installed package: clone the repository and `pip install -e .` there')
+  stub = sub.add_parser('bench', help='time one small sweep (needs the source checkout)')
+  stub.set_defaults(func=missing, any_options=True)  # its options are the missing module's
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Entry point of the ``transferbench`` console script."""
+  """Entry point of the ``transferbench`` console script.
+
+  Args:
+    argv: the arguments (default: ``sys.argv[1:]``); ``--config.FIELD=VALUE`` overrides are
+      collected for ``run`` and ``reproduce``.
+
+  Returns:
+    The exit status: the command's, or 2 after a one-line ``transferbench: error: ...``.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   args, rest = parser.parse_known_args(argv)
   overrides = [a for a in rest if a.startswith('--config.')]
   unknown = [a for a in rest if not a.startswith('--config.')]
+  if getattr(args, 'any_options', False):
+    unknown = overrides = []
   if unknown or (overrides and args.command not in ('run', 'reproduce')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides

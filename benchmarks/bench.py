@@ -1,4 +1,5 @@
-"""``transferbench bench``: one small layer-transfer sweep, three ways, side by side.
+"""``transferbench bench`` (or ``python -m benchmarks.bench`` from the checkout): one small
+layer-transfer sweep, three ways, side by side.
 
 1. the harness as users run it (``runner.run_sweep``: one program family, on CPU one run per core
    trained at once in threads, frozen layers' outputs computed once);
@@ -13,11 +14,11 @@ All three run in one process on the same data (loaded before timing), the same s
 steps, batch size, conditions, seeds). Every column is measured cold, compilation included: the
 harness with an empty persistent compilation cache (a temporary directory; a user's second sweep
 is faster), the naive loop with the persistent cache off (JAX's default), PyTorch with the
-faster of 1 and all CPU threads (measured first: on a loaded machine, OpenMP's spinning threads
-made 2 threads ~15x slower than 1). It then measures the achieved FLOP/s of the CNN train step
-against the CPU's peak (the larger of the nominal peak and a large matmul's FLOP/s), for one run
-alone and for as many runs at once as the harness trains (XLA's CPU convolutions use one core
-each), and prints
+faster of 1 and all CPU threads (measured first, because on a loaded machine OpenMP's spinning
+threads can make more threads much slower than one). It then measures the achieved FLOP/s of the
+CNN train step against the CPU's peak (the larger of the nominal peak and a large matmul's
+FLOP/s), for one run alone and for as many runs at once as the harness trains (XLA's CPU
+convolutions use one core each), and prints
 ``RESULT speedup_vs_naive=... speedup_vs_pytorch=... compiles=... runs=...``.
 
 ``--repeats N`` runs N such rounds one after the other, each in a fresh process (so each is cold:
@@ -152,10 +153,9 @@ def pytorch(specs, data_dir) -> float | None:
 def _torch_threads(torch, steps: int = 60, evals: int = 2, trials: int = 3) -> int:
   """The faster thread count (1 or all CPUs) for the bench's MLP, measured on a probe.
 
-  The probe mixes training steps and evaluations of a test-set-sized batch as the sweep does
-  (600 steps and 19 evaluations of ~5000 images a run): a probe of steps alone picked 1 thread,
-  with which the sweep took 55.7 s against 39.0-43.5 s with 2 threads in the rounds beside it
-  (the evaluation's large matmuls gain from 2 threads, the small steps do not). Each count is
+  The probe mixes training steps and evaluations of a test-set-sized batch as the sweep does,
+  because a probe of steps alone picks 1 thread while the evaluation's large matmuls gain from
+  more (see docs/performance.md). Each count is
   timed ``trials`` times, alternating, after a warm-up, and its best time counts.
   """
   net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
@@ -379,7 +379,7 @@ def print_report(summary: dict) -> None:
 
 def _round_in_subprocess(args, index: int) -> dict:
   """One round in a fresh interpreter (cold: no compiled program or cache of an earlier round)."""
-  argv = [sys.executable, '-m', 'harness.cli', 'bench', '--seeds', str(args.seeds),
+  argv = [sys.executable, '-m', 'transferbench.cli', 'bench', '--seeds', str(args.seeds),
           '--steps', str(args.steps), '--model', args.model, '--cnn-steps', str(args.cnn_steps)]
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
   argv += ['--no-torch'] if args.no_torch else []
@@ -426,3 +426,8 @@ def register(sub) -> None:
   bench.add_argument('--cnn-steps', type=int, default=30, help='steps timed for the CNN FLOP/s')
   bench.add_argument('--round-json', help=argparse.SUPPRESS)  # a round of --repeats N
   bench.set_defaults(func=run_bench)
+
+
+if __name__ == '__main__':  # python -m benchmarks.bench [OPTIONS]: the same as transferbench bench
+  from transferbench.cli import main
+  sys.exit(main(['bench', *sys.argv[1:]]))

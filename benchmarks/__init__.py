@@ -1,0 +1,1 @@
+"""Benchmarks of the source checkout (not installed): see :mod:`benchmarks.bench`."""
