@@ -258,3 +258,13 @@ def test_a_named_data_directory_that_does_not_exist_is_refused(tmp_path):
   with pytest.raises(UserError, match='does not exist: create it'):
     userdata.register_dataset('mine', tmp_path / 'ok.npz', str(tmp_path / 'typo'))
   assert not os.path.exists(tmp_path / 'typo')
+
+
+def test_transferbench_data_register_through_the_cli(tmp_path, capsys):
+  from transferbench.cli import main
+  np.savez(tmp_path / 'ok.npz', x=X, y=Y)
+  assert main(['data', 'register', 'mine', str(tmp_path / 'ok.npz'), '--data-dir', str(tmp_path)]) == 0
+  assert "use it as dataset='mine'" in capsys.readouterr().out
+  assert main(['data', 'register', 'digits', str(tmp_path / 'ok.npz'), '--data-dir', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("transferbench: error: 'digits' is a built-in data set") and err.count('\n') == 1

@@ -132,8 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
   estimate_command.register(sub)
   from transferbench import reproduce_command
   reproduce_command.register(sub)
+  _register_data(sub)
   _register_bench(sub)
   return parser
+
+
+def _register_data(sub) -> None:
+  """``transferbench data register NAME PATH``: a user's own .npz or image folder as a data set."""
+  from harness import userdata
+  data_cmd = sub.add_parser('data', help="register your own data set (.npz or a folder of images "
+                            "per class) for dataset='NAME' in any sweep",
+                            description='Data sets of your own; see docs/data.md.')
+  actions = data_cmd.add_subparsers(dest='action', required=True)
+  register = actions.add_parser('register', help='build an .npz or image folder into the TFDS '
+                                'data directory under a name', description=userdata.__doc__.split('\n')[0])
+  userdata.add_arguments(register)
+  register.set_defaults(func=userdata.run)
 
 
 def _load_bench() -> ModuleType | None:
