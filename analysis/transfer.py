@@ -100,25 +100,28 @@ def _compare_cell(cell: pd.DataFrame, scratch: pd.DataFrame,
     limits) where ref holds the matched scratch values or all scratch values when pooled, and
     limits the last steps of x's and ref's runs, where "never" is censored).
   """
-  cell = cell.copy()
   match = stats.match_seeds(cell['seed'], scratch['seed'])
-  lo, hi = measures_lib.auc_range([arrays[r] for r in pd.concat([cell, scratch])['run_id']])
-  cell['auc'] = _aucs(cell['run_id'], arrays, lo, hi)
-  cell['auc_step_lo'], cell['auc_step_hi'] = lo, hi
-  scratch_values = {m.column: scratch[m.column].to_numpy(float) for m in MEASURES.values()}
+  lo, hi = measures_lib.auc_range([arrays[r] for r in (*cell['run_id'], *scratch['run_id'])])
+  values = {m.column: cell[m.column].to_numpy(float) for m in MEASURES.values()
+            if m.column != 'auc'}
+  values['auc'] = _aucs(cell['run_id'], arrays, lo, hi)
+  new = {'auc': values['auc'], 'auc_step_lo': lo, 'auc_step_hi': hi}
+  scratch_values = {m.column: scratch[m.column].to_numpy(float) for m in MEASURES.values()
+                    if m.column != 'auc'}
   scratch_values['auc'] = _aucs(scratch['run_id'], arrays, lo, hi)
   last, scratch_last = cell['last_step'].to_numpy(float), scratch['last_step'].to_numpy(float)
   inputs = {}
   for name, m in MEASURES.items():
-    x = cell[m.column].to_numpy(float)
+    x = values[m.column]
     ref = _reference_values(cell, match, scratch_values[m.column], m.location)
-    cell[f'gap_{name}'] = stats.differences(ref, x, m.better)
+    new[f'gap_{name}'] = stats.differences(ref, x, m.better)
     inputs[name] = ((x, ref, True, (last, scratch_last[match])) if match is not None
                     else (x, scratch_values[m.column], False, (last, scratch_last)))
   ref_auc = _reference_values(cell, match, scratch_values['auc'], 'mean')
   with np.errstate(divide='ignore', invalid='ignore'):
-    cell['transfer_ratio'] = np.where(ref_auc > 0, (cell['auc'] - ref_auc) / ref_auc, np.nan)
-  cell['pairing'] = 'seed' if match is not None else ('pooled' if len(scratch) else 'no scratch')
+    new['transfer_ratio'] = np.where(ref_auc > 0, (values['auc'] - ref_auc) / ref_auc, np.nan)
+  new['pairing'] = 'seed' if match is not None else ('pooled' if len(scratch) else 'no scratch')
+  cell = cell.assign(**new)
   return cell, inputs
 
 
@@ -243,12 +246,13 @@ def _label_family(family: pd.DataFrame, settings: Settings) -> pd.DataFrame:
   # Each cell's own seed s.d. of the gap (what its test uses), at Holm's strictest level.
   level = settings.alpha / max(int(labels['family_size'][0]) if len(family) else 1, 1)
   t_rows = family['test'].isin(['paired t', 'Welch t']).to_numpy()
-  family['mde'] = [stats.minimum_detectable_effect(r.sd, r.n_compared, r.n_ref,
-                                                   r.pairing == 'seed', level, settings.power)
-                   if t else np.nan for r, t in zip(family.itertuples(), t_rows)]
-  family['seeds_for_gap'] = [stats.seeds_needed(r.gap, r.sd, r.pairing == 'seed', level,
-                                                settings.power) if t else np.nan
-                             for r, t in zip(family.itertuples(), t_rows)]
+  columns = zip(t_rows, *(family[c].to_numpy() for c in ('sd', 'n_compared', 'n_ref', 'pairing',
+                                                           'gap')))
+  power = [(stats.minimum_detectable_effect(sd, n, n_ref, pairing == 'seed', level,
+                                            settings.power),
+            stats.seeds_needed(gap, sd, pairing == 'seed', level, settings.power))
+           if t else (np.nan, np.nan) for t, sd, n, n_ref, pairing, gap in columns]
+  family['mde'], family['seeds_for_gap'] = [p[0] for p in power], [p[1] for p in power]
   return family
 
 
