@@ -105,8 +105,10 @@ def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: 
                  'too narrow at such n (with 2 seeds the interval only spans the two gaps); read '
                  'them with the p-value, as the verdict does.')
   untestable = summary[summary['verdict'] == 'untestable']
-  for measure, rows in untestable.groupby('measure', sort=False):
-    notes.append(f'{len(rows)} cell(s) are untestable for {measure}: {rows["reason"].iloc[0]}.')
+  if len(untestable):
+    notes.append(f'{len(untestable)} (cell, measure) pair(s) are untestable, in '
+                 f'{", ".join(untestable["measure"].unique())}: their test cannot reach alpha with '
+                 f'so few runs (e.g. {untestable["reason"].iloc[0]}); see reason in summary.csv.')
   singles = summary[(summary['verdict'] == 'single run') & (summary['measure'] == 'start')]
   if len(singles):
     notes.append(f'{len(singles)} cell(s) have a single run (or a single scratch run): they get '
@@ -428,7 +430,8 @@ def report_markdown(result: AnalysisResult) -> str:
            markdown(verdict_table(result)), '',
            "## Yosinski's decomposition (final accuracy; estimate [95% CI])", '',
            markdown(decomposition_table(result)), '']
-  return '\n'.join(parts + ['## Notes', ''] + [f'- {n}' for n in result.notes]) + '\n'
+  notes = [f'- {n}' for n in result.notes] or ['(none)']
+  return '\n'.join(parts + ['## Notes', ''] + notes) + '\n'
 
 
 def report_latex(result: AnalysisResult) -> str:

@@ -241,7 +241,7 @@ def _label_family(family: pd.DataFrame, settings: Settings) -> pd.DataFrame:
   family.loc[tested, 'verdict'] = labels['verdict'][tested]
   untestable = (family['verdict'] == 'untestable').to_numpy()
   family.loc[untestable, 'reason'] = [
-      f'{r.test} over {r.n_compared} vs {r.n_ref} runs cannot give p < {settings.alpha:g} '
+      f'{r.test} over {r.n_compared:.0f} vs {r.n_ref:.0f} runs cannot give p < {settings.alpha:g} '
       f'(smallest p {r.p_min:.3g}): add seeds' for r in family[untestable].itertuples()]
   # Each cell's own seed s.d. of the gap (what its test uses), at Holm's strictest level.
   level = settings.alpha / max(int(labels['family_size'][0]) if len(family) else 1, 1)
