@@ -93,10 +93,10 @@ def test_early_step_is_the_first_scheduled_step_after_the_fraction():
 
 
 def test_default_rule_and_caption():
-  assert (measures.DEFAULT_RULE, measures.DEFAULT_K) == ('last_k', 5)
+  assert (measures.DEFAULT_RULE, measures.DEFAULT_K) == ('last_k', 3)
   assert measures.rule_name(measures.DEFAULT_RULE, measures.DEFAULT_K) == \
-      'mean of the last 5 evaluations'
-  assert measures.default_k('best_k') == 10 and measures.default_k('last_k') == 5
+      'mean of the last 3 evaluations'
+  assert measures.default_k('best_k') == 10 and measures.default_k('last_k') == 3
 
 
 def test_time_to_threshold_and_never():
