@@ -362,7 +362,12 @@ VERDICTS = {1: 'negative', -1: 'positive', 0: 'inconclusive'}
 
 
 def verdict(comparison: dict) -> str:
-  """Negative-transfer verdict of a :func:`compare` result (gap > 0 = transfer is worse)."""
+  """Verdict of one :func:`compare` result on its own (gap > 0 = transfer is worse).
+
+  Uses the unadjusted p; tables of cells use :func:`family_verdicts`, which also replaces the
+  labels negative / positive / inconclusive given here. 'no data', 'no scratch' and 'single run'
+  (no test) are final.
+  """
   if comparison['n'] == 0:
     return 'no data'
   if comparison['n_ref'] == 0:
