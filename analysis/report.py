@@ -423,13 +423,24 @@ def _settings_line(result: AnalysisResult) -> str:
           f'censored at the run\'s last step.')
 
 
+VERDICT_CAPTION = ('Each column is one family: every cell of this table for that measure; '
+                   'labels from Holm-adjusted p-values, so each column has at most alpha '
+                   'chance of any false label.')
+
+
+def _decomposition_caption(result: AnalysisResult) -> str:
+  s = result.settings
+  return (f'Final accuracy = {measures_lib.rule_name(s.rule, s.k)}. Evidence (decomposition.csv) '
+          f'is Holm-adjusted over each effect\'s rows (one family per effect) at {s.alpha:g}.')
+
+
 def report_markdown(result: AnalysisResult) -> str:
   """The markdown report: main table, verdicts per measure, decomposition and notes."""
   parts = ['# Transfer analysis', '', _settings_line(result), '', '## Summary', '',
            markdown(main_table(result)), '', '## Negative-transfer verdict per measure', '',
-           markdown(verdict_table(result)), '',
+           VERDICT_CAPTION, '', markdown(verdict_table(result)), '',
            "## Yosinski's decomposition (final accuracy; estimate [95% CI])", '',
-           markdown(decomposition_table(result)), '']
+           _decomposition_caption(result), '', markdown(decomposition_table(result)), '']
   notes = [f'- {n}' for n in result.notes] or ['(none)']
   return '\n'.join(parts + ['## Notes', ''] + notes) + '\n'
 
@@ -442,9 +453,10 @@ def report_latex(result: AnalysisResult) -> str:
       latex(main_table(result), f'Transfer summary. {line}', 'tab:transfer-summary'),
       latex(verdict_table(result), 'Negative-transfer verdict per measure (negative: transfer '
             'significantly worse than scratch; positive: significantly better). '
-            + family_line(result), 'tab:transfer-verdicts'),
+            + VERDICT_CAPTION, 'tab:transfer-verdicts'),
       latex(decomposition_table(result), "Yosinski et al. (2014)'s decomposition of the final "
-            'accuracy; estimate [95% bootstrap CI].', 'tab:transfer-decomposition')])
+            'accuracy; estimate [95% bootstrap CI]. ' + _decomposition_caption(result),
+            'tab:transfer-decomposition')])
 
 
 def write_report(result: AnalysisResult, out_dir: str | os.PathLike, *,
