@@ -11,7 +11,9 @@ accuracy rule of the analysis (``final_<rule>``):
 Each effect is minuend - subtrahend of two cells, estimated and tested with
 :func:`analysis.stats.compare` (mean difference, percentile bootstrap CI, t-test by default).
 The cells are paired by seed when both have unique seeds and one cell's seeds are a subset of the
-other's (pairs on the shared seeds); otherwise the two groups are compared unpaired.
+other's (pairs on the shared seeds); otherwise the two groups are compared unpaired. The evidence
+label is Holm-adjusted over one family per effect (every source, target and n of the table), as
+the summary's verdicts are (:func:`analysis.stats.family_verdicts`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ EFFECT_LABELS = {
     'specificity': 'specificity (BnB - AnB)',
     'fine_tuning_boost': 'fine-tuning boost (AnB+ - base)',
 }
-EVIDENCE = {1: '> 0', -1: '< 0', 0: 'inconclusive', None: 'single run'}
+EVIDENCE = {'negative': '> 0', 'positive': '< 0', 'inconclusive': 'inconclusive',
+            'untestable': 'untestable', 'single run': 'single run', 'no data': 'no data',
+            'no scratch': 'no data'}
 
 
 def _cell(group: pd.DataFrame, spec: tuple, n: int, source: str, target: str) -> pd.DataFrame:
@@ -66,15 +70,26 @@ def _effect_row(name: str, minuend: pd.DataFrame, subtrahend: pd.DataFrame, colu
   rng = stats.rng_for(settings.seed, 'decomposition', tuple(key.values()), name)
   result = stats.compare(x, ref, paired, 'mean', 1, settings.test, settings.n_boot, rng,
                          settings.alpha)
-  direction = result.pop('direction')
   formula = EFFECTS[name][2]
   return {**key, 'effect': name, 'formula': formula, 'measure': column,
           'estimate': result['gap'], 'ci_low': result['gap_ci_low'],
           'ci_high': result['gap_ci_high'], 'p_value': result['p_value'], 'test': result['test'],
           'pairing': 'seed' if paired else 'pooled',
           'n_minuend': result['n_ref'], 'n_subtrahend': result['n'],
-          'evidence': 'no data' if result['n'] == 0 or result['n_ref'] == 0
-                      else EVIDENCE[direction]}
+          'p_min': result['p_min'], 'sign': result['sign'],
+          'evidence': EVIDENCE[stats.verdict(result)]}
+
+
+def _holm_evidence(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+  """p_holm and evidence per effect family (every row of one effect)."""
+  table = table.assign(p_holm=np.nan)
+  for _, rows in table.groupby('effect', sort=False):
+    labels = stats.family_verdicts(rows['p_value'], rows['p_min'], rows['sign'], rows['ci_low'],
+                                   rows['ci_high'], alpha)
+    tested = rows['p_value'].notna().to_numpy()
+    table.loc[rows.index, 'p_holm'] = labels['p_holm']
+    table.loc[rows.index[tested], 'evidence'] = [EVIDENCE[v] for v in labels['verdict'][tested]]
+  return table
 
 
 def decompose(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -86,8 +101,9 @@ def decompose(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 
   Returns:
     One row per (stratum, source, target, n_layers, effect) whose two cells exist: estimate,
-    ci_low, ci_high, p_value, test, pairing, n_minuend and n_subtrahend (the values compared:
-    the shared seeds when paired) and evidence ('> 0', '< 0', 'inconclusive', 'single run').
+    ci_low, ci_high, p_value, p_holm (Holm over the effect's rows), test, pairing, n_minuend
+    and n_subtrahend (the values compared: the shared seeds when paired) and evidence ('> 0',
+    '< 0', 'inconclusive', 'untestable', 'single run', 'no data').
     Co-adaptation rows have source = target (they involve B only).
   """
   column = f'final_{settings.rule}'
@@ -108,6 +124,7 @@ def decompose(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
             key = {**base, 'source': source, 'target': target, 'n_layers': int(n)}
             rows.append(_effect_row(name, minuend, subtrahend, column, settings, key))
   columns = strata(runs) + ['source', 'target', 'n_layers', 'effect', 'formula', 'measure',
-                            'estimate', 'ci_low', 'ci_high', 'p_value', 'test', 'pairing',
-                            'n_minuend', 'n_subtrahend', 'evidence']
-  return pd.DataFrame(rows, columns=columns)
+                            'estimate', 'ci_low', 'ci_high', 'p_value', 'p_holm', 'test',
+                            'pairing', 'n_minuend', 'n_subtrahend', 'evidence']
+  table = pd.DataFrame(rows, columns=columns + ['p_min', 'sign'])
+  return _holm_evidence(table, settings.alpha)[columns]

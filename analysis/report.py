@@ -27,7 +27,7 @@ class AnalysisResult:
     summary: one row per (cell, measure): location, CI, gap, gap CI, test, p, verdict.
     decomposition: Yosinski's effects per (source, target, n) with CIs.
     curves: the validated curves of the analysed (complete) runs.
-    settings: the choices made (threshold, k, rule, n_boot, seed, alpha, test).
+    settings: the choices made (threshold, k, rule, n_boot, seed, alpha, test, early step).
     excluded: runs left out, per status (failed, diverged, ...).
     notes: plain-language caveats about this data set (pooled cells, runs without evaluations...).
     pooled: rows pooled over the replicate pairs of one pair_kind, at the level of the
@@ -52,6 +52,9 @@ _SETTING_CHECKS = {
     'n_boot': (lambda v: int(v) == v and v >= 100, 'must be an integer >= 100'),
     'alpha': (lambda v: 0 < v < 1, 'must be in (0, 1)'),
     'test': (lambda v: v in stats.TEST_CHOICES, f'must be one of {", ".join(stats.TEST_CHOICES)}'),
+    'early_step': (lambda v: v is None or (np.isfinite(v) and v >= 0),
+                   'must be a non-negative training step (or None: from the schedule)'),
+    'early_fraction': (lambda v: 0 <= v < 1, 'must be a fraction of the budget in [0, 1)'),
 }
 
 
@@ -75,7 +78,8 @@ def _sort_cells(table: pd.DataFrame) -> pd.DataFrame:
           .drop(columns='_label').reset_index(drop=True))
 
 
-def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: Settings) -> list:
+def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: Settings,
+           arrays: dict) -> list:
   """Caveats a reader of the tables must know about this particular data set."""
   notes = []
   if excluded:
@@ -90,6 +94,7 @@ def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: 
     notes.append(f'{len(short)} run(s) have fewer than k={settings.k} evaluations, so no '
                  f'best_k / last_k score (NaN; left out of those cells): lower --k, or use '
                  f'--rule last or best (e.g. {", ".join(short[:3])}).')
+  notes += _missing_notes(runs, settings, arrays)
   no_scratch = sorted(set(runs['target']) - set(runs.loc[runs['condition'] == 'scratch', 'target']))
   if no_scratch:
     notes.append(f'No scratch run on target(s) {", ".join(no_scratch)}: no gap is computed there.')
@@ -103,6 +108,11 @@ def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: 
     notes.append(f'{len(few)} cell(s) compare fewer than 5 seeds: percentile-bootstrap CIs are '
                  'too narrow at such n (with 2 seeds the interval only spans the two gaps); read '
                  'them with the p-value, as the verdict does.')
+  untestable = summary[summary['verdict'] == 'untestable']
+  if len(untestable):
+    notes.append(f'{len(untestable)} (cell, measure) pair(s) are untestable, in '
+                 f'{", ".join(untestable["measure"].unique())}: their test cannot reach alpha with '
+                 f'so few runs (e.g. {untestable["reason"].iloc[0]}); see reason in summary.csv.')
   singles = summary[(summary['verdict'] == 'single run') & (summary['measure'] == 'start')]
   if len(singles):
     notes.append(f'{len(singles)} cell(s) have a single run (or a single scratch run): they get '
@@ -110,9 +120,30 @@ def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: 
   return notes
 
 
-def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int = 10, rule: str = 'best_k',
-            n_boot: int = 10000, seed: int = 0, alpha: float = stats.ALPHA,
-            test: str = 't') -> AnalysisResult:
+def _missing_notes(runs: pd.DataFrame, settings: Settings, arrays: dict) -> list[str]:
+  """Runs left out of one measure (start, early skill, AUC), and k rules reaching back."""
+  notes = []
+  has_evals = runs['n_evals'] > 0
+  for column, what in (('start', 'the first evaluation step of their target'),
+                       ('early', 'the early step'), ('auc', 'the start of the AUC range')):
+    missing = runs.loc[has_evals & runs[column].isna(), 'run_id'].tolist()
+    if missing:
+      notes.append(f'{len(missing)} run(s) have no evaluation at {what}, so no {column} value '
+                   f'(left out of that measure only): {", ".join(missing[:3])}.')
+  if settings.rule == 'last_k':
+    reach = [r for r, (steps, _) in arrays.items()
+             if len(steps) >= settings.k and steps[-settings.k] < steps[-1] / 2]
+    if reach:
+      notes.append(f'For {len(reach)} run(s) the last k={settings.k} evaluations reach into the '
+                   'first half of training (the score mixes slope and asymptote): lower --k or '
+                   'evaluate more often late in training.')
+  return notes
+
+
+def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int | None = None,
+            rule: str = measures_lib.DEFAULT_RULE, n_boot: int = 10000, seed: int = 0,
+            alpha: float = stats.ALPHA, test: str = 't', early_step: float | None = None,
+            early_fraction: float = measures_lib.EARLY_FRACTION) -> AnalysisResult:
   """Start, slope, asymptote, negative transfer and Yosinski's decomposition of a curves table.
 
   Args:
@@ -120,12 +151,17 @@ def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int = 10, rule: 
       ``complete`` are excluded and counted.
     threshold: time to threshold is the first step reaching threshold x the mean scratch
       asymptote on the target.
-    k: evaluations averaged by the best_k and last_k asymptote rules (Yosinski 2014: 10).
-    rule: the asymptote rule used for the threshold, the decomposition and the figures.
+    k: evaluations averaged by the best_k and last_k asymptote rules; None: the rule's default
+      (:func:`analysis.measures.default_k`: 5 for last_k, Yosinski 2014's 10 for best_k).
+    rule: the asymptote rule used for the headline table, the threshold, the decomposition and
+      the figures (default :data:`analysis.measures.DEFAULT_RULE`).
     n_boot: bootstrap resamples per comparison.
     seed: seed of the bootstrap (and Monte Carlo permutations).
     alpha: significance level of the verdicts.
     test: 't' (paired/Welch t-test) or 'permutation' (exact sign-flip / two-sample permutation).
+    early_step: the step of the early-skill measure; None: per target, the first scheduled
+      evaluation at or after ``early_fraction`` of the budget (:func:`analysis.measures.early_step`).
+    early_fraction: see ``early_step``.
 
   Returns:
     An :class:`AnalysisResult`.
@@ -133,8 +169,9 @@ def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int = 10, rule: 
   Raises:
     UserError: invalid curves or settings.
   """
+  k = measures_lib.default_k(rule) if k is None else k
   settings = Settings(threshold=threshold, k=k, rule=rule, n_boot=n_boot, seed=seed, alpha=alpha,
-                      test=test)
+                      test=test, early_step=early_step, early_fraction=early_fraction)
   _check_settings(settings)
   curves, excluded = keep_complete(validate_curves(curves))
   arrays = measures_lib.curve_arrays(curves)
@@ -146,21 +183,24 @@ def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int = 10, rule: 
                                   [n for n, m in MEASURES.items() if m.location == 'mean'])
   return AnalysisResult(runs=runs, summary=summary, decomposition=decomposition, curves=curves,
                         settings=settings, excluded=excluded,
-                        notes=_notes(runs, summary, excluded, settings), pooled=pooled)
+                        notes=_notes(runs, summary, excluded, settings, arrays), pooled=pooled)
 
 
-def final_accuracy_table(curves: pd.DataFrame, rule: str = 'last', k: int = 10) -> pd.DataFrame:
+def final_accuracy_table(curves: pd.DataFrame, rule: str = measures_lib.DEFAULT_RULE,
+                         k: int | None = None) -> pd.DataFrame:
   """Final target accuracy per cell: mean, 95% CI half-width over seeds, count.
 
   Args:
     curves: long-format curves (validated here; non-complete runs excluded).
-    rule: 'last', 'best', 'best_k' or 'last_k' (see :mod:`analysis.measures`).
-    k: evaluations for the k rules.
+    rule: 'last', 'best', 'best_k' or 'last_k' (see :mod:`analysis.measures`); the default is
+      the analysis' (:data:`analysis.measures.DEFAULT_RULE`).
+    k: evaluations for the k rules; None: :func:`analysis.measures.default_k`.
 
   Returns:
     One row per (stratum, condition, fine_tuned, n_layers, source, target) with mean, ci
     (t_{0.975, n-1} s / sqrt(n); NaN with one seed) and count (runs with a score).
   """
+  k = measures_lib.default_k(rule) if k is None else k
   _check_settings(Settings(rule=rule, k=k))
   curves, _ = keep_complete(validate_curves(curves))
   runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
@@ -195,16 +235,29 @@ def _fmt_mean_ci(row: pd.Series) -> str:
   return _fmt(row['value']) + ('' if np.isnan(ci) else f' ± {ci:.3f}')
 
 
-def _fmt_start(row: pd.Series) -> str:
-  """Start accuracy, with its step when the first evaluation is not at step 0 for every run."""
+def _fmt_at_step(row: pd.Series, common: float) -> str:
+  """Start or early accuracy, with its step when it differs from the table's common step."""
   lo, hi = row['step_lo'], row['step_hi']
-  if not np.isfinite(lo) or (lo == 0 and hi == 0):
+  if not np.isfinite(lo) or (lo == common and hi == common):
     return _fmt_mean_ci(row)
   return _fmt_mean_ci(row) + (f' (step {lo:g})' if lo == hi else f' (steps {lo:g}-{hi:g})')
 
 
-def _fmt_gap(row: pd.Series) -> str:
-  fmt = _fmt_steps if row['stat'] == 'median' else (lambda v: _fmt(v, sign=True))
+def _common_step(summary: pd.DataFrame, measure: str) -> float:
+  """The step of a start/early row shared by the whole table, or NaN if they differ."""
+  steps = summary.loc[summary['measure'] == measure, ['step_lo', 'step_hi']].stack().dropna()
+  return float(steps.iloc[0]) if len(steps) and steps.nunique() == 1 else np.nan
+
+
+def _fmt_ref(row: pd.Series) -> str:
+  """The scratch value the gap was computed from ('' for scratch's own rows)."""
+  return '' if row['verdict'] == 'reference' else _fmt(row['ref_value'])
+
+
+def _fmt_gap(row: pd.Series, points: bool = False) -> str:
+  """Gap [CI]; in percentage points (x 100, 2 decimals) with ``points``."""
+  fmt = (_fmt_steps if row['stat'] == 'median' else
+         (lambda v: _fmt(100 * v, 2, sign=True)) if points else (lambda v: _fmt(v, sign=True)))
   if row['verdict'] == 'reference':
     return ''
   if np.isnan(row['gap_ci_low']):
@@ -226,24 +279,43 @@ def _cell_header(row: pd.Series, strata_cols: list[str]) -> dict:
   return out
 
 
+def _fmt_points(value: float) -> str:
+  return _fmt(100 * value, 2)
+
+
+def _fmt_seeds(value: float) -> str:
+  if np.isnan(value):
+    return ''
+  return '> 1000' if np.isinf(value) else f'{value:.0f}'
+
+
 def main_table(result: AnalysisResult) -> pd.DataFrame:
-  """The paper table: per cell, start, AUC, time to threshold, asymptote and its gap, verdict."""
-  s = result.settings
+  """The paper table: per cell, start, early skill, AUC, time to threshold, asymptote, its gap
+  against the scratch value it was computed from, Holm p, minimum detectable effect, verdict."""
+  s, summary = result.settings, result.summary
   final = f'final_{s.rule}'
+  start_step, early_step = _common_step(summary, 'start'), _common_step(summary, 'early')
+  at = lambda step: '' if np.isnan(step) else f' (step {step:g})'
   rows = []
-  for _, cell in result.summary.groupby(cell_keys(result.summary), sort=False, dropna=False):
+  for _, cell in summary.groupby(cell_keys(summary), sort=False, dropna=False):
     by = cell.set_index('measure')
-    f = by.loc[final]
-    rows.append({**_cell_header(f, strata(result.summary)), 'Runs': str(f['n']),
-                 'Start': _fmt_start(by.loc['start']), 'AUC': _fmt_mean_ci(by.loc['auc']),
+    f, auc = by.loc[final], by.loc['auc']
+    rows.append({**_cell_header(f, strata(summary)), 'Runs': str(f['n']),
+                 f'Start{at(start_step)}': _fmt_at_step(by.loc['start'], start_step),
+                 f'Early{at(early_step)}': _fmt_at_step(by.loc['early'], early_step),
+                 'AUC': _fmt_mean_ci(auc) + ('' if auc['verdict'] == 'reference'
+                                             else f' (scratch {_fmt(auc["ref_value"])})'),
                  'Steps to thr. (median)': _fmt_mean_ci(by.loc['time_to_threshold']),
                  f'Final ({measures_lib.rule_name(s.rule, s.k)})': _fmt_mean_ci(f),
-                 'Gap (final) [95% CI]': _fmt_gap(f), 'p': _fmt_p(f['p_value']),
-                 'Verdict': f['verdict']})
+                 'Scratch final': _fmt_ref(f),
+                 'Gap (pts) [95% CI]': _fmt_gap(f, points=True), 'p (Holm)': _fmt_p(f['p_holm']),
+                 'MDE (pts)': '' if np.isnan(f['mde']) else _fmt_points(f['mde']),
+                 'Seeds for gap': _fmt_seeds(f['seeds_for_gap']), 'Verdict': f['verdict']})
   return pd.DataFrame(rows)
 
 
-_MEASURE_HEADERS = {'start': 'Start', 'auc': 'AUC', 'time_to_threshold': 'Steps to thr.',
+_MEASURE_HEADERS = {'start': 'Start', 'early': 'Early', 'auc': 'AUC',
+                    'time_to_threshold': 'Steps to thr.',
                     'final_last': 'Last', 'final_best': 'Best', 'final_best_k': 'Best-k mean',
                     'final_last_k': 'Last-k mean'}
 
@@ -320,31 +392,67 @@ def latex(table: pd.DataFrame, caption: str, label: str) -> str:
                     r'\midrule', *body, r'\bottomrule', r'\end{tabular}', r'\end{table*}', ''])
 
 
+def family_line(result: AnalysisResult) -> str:
+  """The verdict rule: its family, Holm's adjustment and the headline's minimum detectable gap."""
+  s, summary = result.settings, result.summary
+  final = summary[(summary['measure'] == f'final_{s.rule}') & (summary['verdict'] != 'reference')]
+  m = int(final['family_size'].max()) if final['family_size'].notna().any() else 0
+  mde = final['mde'].dropna()
+  test = {'t': 'paired / Welch t', 'permutation': 'sign-flip / two-sample permutation'}[s.test]
+  line = (f'Verdicts: one family per measure = every cell of this table for that measure (m = {m} '
+          f'for the final score); Holm-adjusted p-values of the {test} test (log-rank for time to '
+          f'threshold); negative / positive iff the adjusted p < {s.alpha:g} and the gap\'s CI lies '
+          f'on that side of 0, so the chance of any false label per measure is at most '
+          f'{s.alpha:g}; untestable = the test cannot reach {s.alpha:g} with these seeds.')
+  if len(mde):
+    line += (f' MDE = smallest true gap detected with {s.power:.0%} power at Holm\'s strictest '
+             f'level {s.alpha:g}/{m}, for each cell\'s seeds and seed s.d. (final score: median '
+             f'{100 * mde.median():.2f} pts, range {100 * mde.min():.2f}-{100 * mde.max():.2f}); '
+             f'"Seeds for gap" = seeds per arm that would detect the observed gap with that '
+             f'power, were it the true gap.')
+  return line
+
+
 def _settings_line(result: AnalysisResult) -> str:
-  s = result.settings
+  s, summary = result.settings, result.summary
+  early = _common_step(summary, 'early')
+  early_text = (f'step {early:g}' if not np.isnan(early) else 'one step per target') + (
+      '' if s.early_step is not None else f', the first evaluation at or after '
+      f'{s.early_fraction:g} of the budget')
   return (f'Final accuracy = {measures_lib.rule_name(s.rule, s.k)}; mean ± 95% CI half-width '
-          f'(t over seeds); gap = error(condition) - error(scratch) on the same target, > 0 = '
-          f'negative transfer, with {s.n_boot} bootstrap resamples (percentile 95% CI, seed '
-          f'{s.seed}) and a {"t" if s.test == "t" else "permutation"} test; verdict negative/'
-          f'positive only if the CI excludes 0 and p < {s.alpha}. Time to threshold: lower median '
-          f'of the first step reaching {s.threshold:g} x scratch asymptote (never = inf), '
-          f'sign / Mann-Whitney test.')
+          f'(t over seeds). Gap = error(condition) - error(scratch) on the same target, > 0 = '
+          f'negative transfer, in points, with its percentile-bootstrap 95% CI ({s.n_boot} '
+          f'resamples, seed {s.seed}) and the scratch value it was computed from. '
+          f'{family_line(result)} Start = accuracy at the first evaluation step (step 0: chance, '
+          f'the head is new); Early = accuracy at {early_text}. Time to threshold: lower median '
+          f'of the first step reaching {s.threshold:g} x scratch asymptote; never reached = '
+          f'censored at the run\'s last step.')
+
+
+VERDICT_CAPTION = ('Each column is one family: every cell of this table for that measure; '
+                   'labels from Holm-adjusted p-values, so each column has at most alpha '
+                   'chance of any false label.')
+
+
+def _decomposition_caption(result: AnalysisResult) -> str:
+  s = result.settings
+  return (f'Final accuracy = {measures_lib.rule_name(s.rule, s.k)}. Evidence (decomposition.csv) '
+          f'is Holm-adjusted over each effect\'s rows (one family per effect) at {s.alpha:g}.')
 
 
 def report_markdown(result: AnalysisResult) -> str:
   """The markdown report: main table, verdicts per measure, decomposition and notes."""
   parts = ['# Transfer analysis', '', _settings_line(result), '', '## Summary', '',
            markdown(main_table(result)), '', '## Negative-transfer verdict per measure', '',
-           markdown(verdict_table(result)), '',
+           VERDICT_CAPTION, '', markdown(verdict_table(result)), '',
            "## Yosinski's decomposition (final accuracy; estimate [95% CI])", '',
-           markdown(decomposition_table(result)), '']
+           _decomposition_caption(result), '', markdown(decomposition_table(result)), '']
   if len(result.pooled):
     parts += ['## Pooled over replicate pairs (mean gap over independent units [95% bootstrap '
               'CI]; verdicts Holm-controlled per pair kind and measure)',
               '', markdown(pooling.pooled_table(result.pooled)), '']
-  notes = result.notes + ['p-values are per cell, not adjusted for the number of cells; '
-                          'summary.csv has Holm-adjusted p_holm per measure.']
-  return '\n'.join(parts + ['## Notes', ''] + [f'- {n}' for n in notes]) + '\n'
+  notes = [f'- {n}' for n in result.notes] or ['(none)']
+  return '\n'.join(parts + ['## Notes', ''] + notes) + '\n'
 
 
 def report_latex(result: AnalysisResult) -> str:
@@ -354,10 +462,11 @@ def report_latex(result: AnalysisResult) -> str:
       '% Generated by transferbench analyze; needs \\usepackage{booktabs}.',
       latex(main_table(result), f'Transfer summary. {line}', 'tab:transfer-summary'),
       latex(verdict_table(result), 'Negative-transfer verdict per measure (negative: transfer '
-            'significantly worse than scratch; positive: significantly better).',
-            'tab:transfer-verdicts'),
+            'significantly worse than scratch; positive: significantly better). '
+            + VERDICT_CAPTION, 'tab:transfer-verdicts'),
       latex(decomposition_table(result), "Yosinski et al. (2014)'s decomposition of the final "
-            'accuracy; estimate [95% bootstrap CI].', 'tab:transfer-decomposition')])
+            'accuracy; estimate [95% bootstrap CI]. ' + _decomposition_caption(result),
+            'tab:transfer-decomposition')])
 
 
 def write_report(result: AnalysisResult, out_dir: str | os.PathLike, *,

@@ -35,6 +35,7 @@ def test_quickstart_tiny_runs_end_to_end(data_dir, tmp_path, capsys):
 def test_full_quickstart_shows_specificity_and_the_fine_tuning_recovery(data_dir, tmp_path):
   """The documented expectations of sweeps/quickstart.py, checked with the analysis' verdicts."""
   import analysis
+  from analysis import measures
   results = tmp_path / 'quickstart'
   assert main(['run', 'quickstart', '--results', str(results), '--data-dir', data_dir,
                '--no-progress']) == 0
@@ -46,8 +47,8 @@ def test_full_quickstart_shows_specificity_and_the_fine_tuning_recovery(data_dir
   random = [mean('random_frozen', False, n) for n in (1, 2, 3)]
   assert transfer[0] > transfer[1] > transfer[2] and random[0] > random[1] > random[2]
   assert random[2] < transfer[2]
-  summary = analysis.analyze(curves, k=10, n_boot=2000).summary
-  final = summary[summary.measure == 'final_best_k']
+  summary = analysis.analyze(curves, n_boot=2000).summary  # default rule: mean of the last 5
+  final = summary[summary.measure == f'final_{measures.DEFAULT_RULE}']
   verdict = lambda cond, ft, n: final[(final.condition == cond) & (final.fine_tuned == ft)
                                       & (final.n_layers == n)]['verdict'].item()
   assert verdict('transfer', False, 3) == 'negative' and verdict('random_frozen', False, 3) == 'negative'

@@ -35,18 +35,26 @@ def register(subparsers) -> argparse.ArgumentParser:
                  'a directory, analysis_<stem> next to a file)')
   p.add_argument('--threshold', type=float, default=0.9,
                  help="time to threshold: fraction of scratch's asymptote to reach (default 0.9)")
-  p.add_argument('--k', type=int, default=10,
-                 help='evaluations averaged by the best-k and last-k rules (default 10, as '
-                 'Yosinski et al. 2014)')
-  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default='best_k',
-                 help='asymptote rule of the threshold, decomposition and figures (default best_k)')
+  p.add_argument('--k', type=int, default=None,
+                 help=f'evaluations averaged by the best-k and last-k rules (default '
+                 f'{measures_lib.DEFAULT_K} for last_k, {measures_lib.PAPER_K} for best_k as '
+                 f'Yosinski et al. 2014)')
+  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES),
+                 default=measures_lib.DEFAULT_RULE,
+                 help=f'asymptote rule of the tables, threshold, decomposition and figures '
+                 f'(default {measures_lib.DEFAULT_RULE}: '
+                 f'{measures_lib.rule_name(measures_lib.DEFAULT_RULE, measures_lib.DEFAULT_K)}; '
+                 f'best_k with k 10 is the paper\'s rule)')
+  p.add_argument('--early-step', type=float, default=None,
+                 help='step of the early-skill measure (default: per target, the first evaluation '
+                 f'at or after {measures_lib.EARLY_FRACTION:g} of the budget)')
   p.add_argument('--reference', choices=('yosinski2014', 'none'), default='yosinski2014',
                  help='overlay published numbers in a Fig.-2-style figure (default yosinski2014)')
   p.add_argument('--seed', type=int, default=0, help='seed of the bootstrap (default 0)')
   p.add_argument('--n-boot', type=int, default=10000,
                  help='bootstrap resamples per comparison (default 10000)')
   p.add_argument('--alpha', type=float, default=stats.ALPHA,
-                 help='significance level of the verdicts (default 0.05)')
+                 help='family-wise error rate of the verdicts, per measure (Holm; default 0.05)')
   p.add_argument('--test', choices=stats.TEST_CHOICES, default='t',
                  help='test of mean gaps: t (paired/Welch, default) or permutation (exact)')
   p.add_argument('--no-figures', action='store_true', help='write the tables only')
@@ -59,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
   import analysis  # Late: keeps `transferbench --help` fast.
   curves = analysis.read_curves(args.curves)
   result = analysis.analyze(curves, threshold=args.threshold, k=args.k, rule=args.rule,
-                            n_boot=args.n_boot, seed=args.seed, alpha=args.alpha, test=args.test)
+                            n_boot=args.n_boot, seed=args.seed, alpha=args.alpha, test=args.test,
+                            early_step=args.early_step)
   out = pathlib.Path(args.out) if args.out else default_out(args.curves)
   reference = args.reference
   if reference == 'yosinski2014' and not YOSINSKI2014_CSV.exists():

@@ -33,7 +33,7 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
   curves = load_curves(results_dir)
   if curves.empty:
     return f'(no complete runs: see `transferbench status {results_dir}`)'
-  table = final_accuracy_table(curves, rule='last')
+  table = final_accuracy_table(curves)
   lines = [f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
   for row in table.itertuples(index=False):
     name = row.condition + ('+' if row.fine_tuned else '')
@@ -70,7 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"({ex['cache_hits']} from the persistent cache); up to {ex.get('concurrent_runs', 1)} "
           f"run(s) at once; see {results}/execution.json")
   print()
-  print('Final target accuracy (last evaluation; mean ± 95% CI over seeds, t-distribution):')
+  from analysis import measures
+  rule = measures.rule_name(measures.DEFAULT_RULE, measures.DEFAULT_K)
+  print(f'Final target accuracy ({rule}; mean ± 95% CI over seeds, t-distribution):')
   print(_format_results_table(results))
   for problem in outcome.problems:
     print(problem)

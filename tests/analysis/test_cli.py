@@ -47,7 +47,22 @@ def test_default_out_next_to_the_file_and_no_figures(tmp_path):
   assert sorted(p.name for p in out.iterdir()) == ['decomposition.csv', 'runs.csv', 'summary.csv',
                                                    'summary.md', 'summary.tex']
   summary = pd.read_csv(out / 'summary.csv')
-  assert set(summary['verdict']) == {'reference', 'single run', 'inconclusive'}
+  # 2 sign-flip pairs cannot reach p < 0.05; the AnB runs lack the early step (10).
+  assert set(summary['verdict']) == {'reference', 'single run', 'untestable', 'no data'}
+
+
+def test_rule_k_and_early_step_options(tmp_path):
+  out = tmp_path / 'out'
+  args = _parse([str(HAND), '--out', str(out), '--rule', 'best_k', '--early-step', '20',
+                 '--n-boot', '200', '--no-figures'])
+  assert (args.k, args.early_step) == (None, 20.0)
+  assert cli.run(args) == 0
+  summary = pd.read_csv(out / 'summary.csv')
+  early = summary[summary['measure'] == 'early']
+  assert (early['step_lo'] == 20).all() and early['value'].notna().all()
+  # best_k without --k is the paper's mean of the 10 best: hand_curves' runs have 3-4 evaluations.
+  assert summary.loc[summary['measure'] == 'final_best_k', 'value'].isna().all()
+  assert 'mean of the 10 best evaluations' in (out / 'summary.md').read_text()
 
 
 def test_default_out_for_a_results_directory(tmp_path):

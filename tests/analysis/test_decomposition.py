@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 import analysis
+from analysis import measures
 from tests.analysis.builders import yosinski_like
 
 
@@ -15,7 +16,7 @@ def result():
 def _mean(runs, label, n=None):
   rows = runs[(runs['label'] == label) & (runs['target'] == 'B')]
   rows = rows if n is None else rows[rows['n_layers'] == n]
-  return rows['final_best_k'].mean()
+  return rows[f'final_{measures.DEFAULT_RULE}'].mean()  # the analysis' default final score
 
 
 @pytest.mark.parametrize('effect, minuend, subtrahend', [

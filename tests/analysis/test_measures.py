@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 import analysis
 from analysis import measures
@@ -67,9 +68,35 @@ def test_auc_outside_range_or_empty_range_is_nan():
   assert np.isnan(measures.normalised_auc(steps, acc, 10, 10))
 
 
-def test_common_range():
+def test_auc_range_starts_with_the_schedule():
+  # A run missing its early evaluations (first step 5) does not cut the range of the others.
   curves = [(np.array([0., 40.]), None), (np.array([5., 30.]), None), (np.array([]), None)]
-  assert measures.common_range(curves) == (5.0, 30.0)
+  assert measures.auc_range(curves) == (0.0, 30.0)
+
+
+def test_accuracy_at_is_exact_or_missing():
+  steps, acc = np.array([0., 16., 32.]), np.array([0.1, 0.5, 0.7])
+  assert measures.accuracy_at(steps, acc, 16) == 0.5
+  assert np.isnan(measures.accuracy_at(steps, acc, 20))
+
+
+def test_early_step_is_the_first_scheduled_step_after_the_fraction():
+  # The harness's schedule for 600 steps, every 50: 5% of 600 = 30 -> step 32.
+  schedule = np.array([0., 1, 2, 4, 8, 16, 32, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500,
+                       550, 600])
+  curves = [(schedule, None)] * 3 + [(np.delete(schedule, 6), None)]  # one run lacks step 32
+  assert measures.early_step(curves, 0.05) == 32
+  assert measures.early_step(curves, 0.2) == 150
+  # A step only one run of four evaluates is not a scheduled step.
+  odd = [(schedule, None)] * 3 + [(np.sort(np.r_[schedule, 31.0]), None)]
+  assert measures.early_step(odd, 0.05) == 32
+
+
+def test_default_rule_and_caption():
+  assert (measures.DEFAULT_RULE, measures.DEFAULT_K) == ('last_k', 3)
+  assert measures.rule_name(measures.DEFAULT_RULE, measures.DEFAULT_K) == \
+      'mean of the last 3 evaluations'
+  assert measures.default_k('best_k') == 10 and measures.default_k('last_k') == 3
 
 
 def test_time_to_threshold_and_never():
@@ -132,7 +159,11 @@ def test_hand_median_time_to_threshold_handles_never(hand):
   assert row['stat'] == 'median'
   assert row['gap'] == 20  # lower median of {20, inf}
   assert row['gap_ci_high'] == np.inf
-  assert row['test'] == 'sign test' and row['p_value'] == 0.5
+  # Log-rank, anb_s1 censored at its last step 30. At step 20: 4 at risk (2 AnB), 2 base events:
+  # E = 1, V = 2 (1/2)(1/2)(2/3) = 1/3; at step 40 only anb_s0 is at risk: E = 1, V = 0.
+  # O - E = 1 - 2 = -1, chi2 = 1 / (1/3) = 3.
+  assert row['test'] == 'log-rank'
+  assert row['p_value'] == pytest.approx(sps.chi2.sf(3.0, 1))
 
 
 def test_hand_single_run_cell_has_no_interval(hand):

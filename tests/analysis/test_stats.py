@@ -79,14 +79,15 @@ def test_paired_p_value_equals_paired_t_test():
   assert row['p_value'] == pytest.approx(sps.ttest_rel(SCRATCH, transfer).pvalue)
 
 
-def test_permutation_test_is_exact_and_conservative_with_few_seeds():
-  # 3 pairs, all gaps positive: the exact two-sided sign-flip p is 2/8.
+def test_permutation_test_is_exact_and_untestable_with_few_seeds():
+  # 3 pairs, all gaps positive: the exact two-sided sign-flip p is 2/8, its smallest possible.
   result = analysis.analyze(final_values_study([0.9, 0.91, 0.92], [0.5, 0.52, 0.49]),
                             n_boot=1000, test='permutation')
   row = _cell(result)
   assert row['test'] == 'sign-flip permutation'
   assert row['p_value'] == pytest.approx(0.25)
-  assert row['verdict'] == 'inconclusive'
+  assert row['verdict'] == 'untestable' and 'smallest p 0.25' in row['reason']
+  assert np.isnan(row['p_holm']) and any('untestable' in n for n in result.notes)
 
 
 def test_two_sample_permutation_p_by_enumeration():
@@ -122,10 +123,53 @@ def test_lower_median_and_infinite_differences():
   np.testing.assert_array_equal(d, [0.0, np.inf, -np.inf])
 
 
-def test_sign_and_rank_tests():
-  assert stats.p_sign_test(np.array([1.0, 2.0, np.inf, 0.0])) == pytest.approx(0.25)
-  assert stats.p_sign_test(np.zeros(3)) == 1.0
-  assert stats.p_mann_whitney(np.array([np.inf] * 4), np.array([1.0, 2.0, 3.0, 4.0])) < 0.05
+# Freireich et al. (1963) remission times (weeks), 6-MP vs placebo; '+' = censored. The log-rank
+# test of these data is the textbook's (Kleinbaum & Klein, Survival Analysis, ch. 2; R's
+# survdiff): O = 9 and E = 19.25 for 6-MP, chi2 = 16.79.
+MP6 = [6, 6, 6, 7, 10, 13, 16, 22, 23, '6+', '9+', '10+', '11+', '17+', '19+', '20+', '25+',
+       '32+', '32+', '34+', '35+']
+PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
+
+
+def _survival(times):
+  return (np.array([float(str(t).rstrip('+')) for t in times]),
+          np.array([not str(t).endswith('+') for t in times]))
+
+
+def test_logrank_textbook_example():
+  result = stats.logrank(*_survival(MP6), *_survival(PLACEBO))
+  assert result['observed'] == 9 and result['expected'] == pytest.approx(19.25, abs=0.005)
+  assert result['z'] ** 2 == pytest.approx(16.79, abs=0.01)
+  assert result['p_value'] == pytest.approx(sps.chi2.sf(16.79, 1), rel=0.01)
+
+
+def test_logrank_by_hand_with_ties_and_censoring():
+  # x: events at 1 and 2; ref: events at 2 and 3, one run censored at 1 (at risk at 1 only).
+  # t=1: n=5, n1=2, d=1: E=2/5, V=(2/5)(3/5)=6/25. t=2: n=3, n1=1, d=2 (a tie, one per group):
+  # E=2/3, V=2 (1/3)(2/3)(3-2)/(3-1)=2/9. t=3: no x at risk: E=0, V=0.
+  result = stats.logrank(np.array([1., 2.]), np.array([True, True]),
+                         np.array([2., 1., 3.]), np.array([True, False, True]))
+  assert result['observed'] == 2 and result['expected'] == pytest.approx(2 / 5 + 2 / 3)
+  assert result['variance'] == pytest.approx(6 / 25 + 2 / 9)
+  assert result['z'] == pytest.approx((2 - 16 / 15) / np.sqrt(104 / 225))
+
+
+def test_logrank_never_is_censored_and_no_events_is_no_evidence():
+  p, sign = stats.p_logrank(np.array([np.inf] * 3), np.array([10., 20., 30.]))
+  assert sign == 1 and p < 0.05  # x never reaches: later than scratch, gap > 0
+  assert stats.p_logrank(np.array([np.inf] * 3), np.array([np.inf] * 3)) == (1.0, 0)
+
+
+def test_smallest_p_of_each_test():
+  assert stats.smallest_p('paired t', 2, 2) == 0
+  assert stats.smallest_p('sign-flip permutation', 5, 5) == pytest.approx(2 / 32)
+  assert stats.smallest_p('two-sample permutation', 3, 3) == pytest.approx(2 / 20)
+  # Log-rank with 5 vs 5 runs, completely separated: O=5, E=sum (5-j)/(10-j), V=sum of the
+  # binomial variances n1/n (1 - n1/n) over j = 0..4.
+  n1, n = np.arange(5, 0, -1), np.arange(10, 5, -1)
+  z = (5 - np.sum(n1 / n)) / np.sqrt(np.sum(n1 / n * (1 - n1 / n)))
+  assert stats.smallest_p('log-rank', 5, 5) == pytest.approx(sps.chi2.sf(z * z, 1))
+  assert stats.smallest_p('log-rank', 2, 2) > 0.05  # two seeds can never reach 0.05
 
 
 def test_constant_shift_up_to_rounding_is_not_noise():
