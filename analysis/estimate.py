@@ -48,13 +48,15 @@ import pandas as pd
 
 from analysis.rank_correlation import (ALPHA, BOOTSTRAP, BOOTSTRAP_SEED, correlation, kendall_min_p,
                                       mean_ci)
+from analysis import measures
 from harness import results as results_api
 from harness.errors import UserError
 
 MEASURES = {False: 'AnB', True: 'AnB+'}  # fine_tuned -> Yosinski's label of the transfer runs.
 SCORE_COLUMNS = ('source_run', 'source', 'target', 'seed', 'n_layers', 'estimator', 'score')
-ACCURACY_RULE = 'last'  # Final-score rule of the measured accuracy (analysis.measures.FINAL_RULES).
-ACCURACY_K = 10         # k of the best_k / last_k rules.
+# The measured accuracy is scored by the project-wide final-score rule (analysis.measures).
+ACCURACY_RULE = measures.DEFAULT_RULE
+ACCURACY_K = measures.DEFAULT_K
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

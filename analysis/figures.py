@@ -29,6 +29,7 @@ from scipy import stats as sps
 
 from analysis.curves import LABEL_ORDER, strata
 from analysis.decomposition import EFFECT_LABELS
+from analysis.measures import DEFAULT_K, DEFAULT_RULE
 # The shared style and plumbing; save, caption, caption_of, directions and the sizes are part of
 # this module's interface too (callers use figures.save, figures.COLUMN_WIDTH, ...).
 from analysis.plotting import (  # pylint: disable=unused-import
@@ -114,7 +115,7 @@ def _fig2_texts(reference: bool, depth: int, how: str) -> tuple[str, str, str]:
           'Accuracy / base accuracy (ratio)', what)
 
 
-def fig2_accuracy_vs_n(runs: pd.DataFrame, rule: str = 'best_k', k: int = 10,
+def fig2_accuracy_vs_n(runs: pd.DataFrame, rule: str = DEFAULT_RULE, k: int = DEFAULT_K,
                        reference: pd.DataFrame | None = None, depth: int | None = None):
   """Yosinski et al. 2014 Fig. 2: final target accuracy vs number of layers copied.
 
@@ -249,8 +250,8 @@ def log2_step_axis(ax, first: float, last: float) -> None:
 STEP_AXES = ('log2', 'linear')
 
 
-def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: dict, rule: str = 'best_k',
-                    k: int = 10, xscale: str = 'log2'):
+def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: dict,
+                    rule: str = DEFAULT_RULE, k: int = DEFAULT_K, xscale: str = 'log2'):
   """Learning curves of one transfer direction: one facet per n, scratch in every facet.
 
   Each facet shows, per condition at that n and for scratch (base): the mean accuracy over seeds
@@ -373,8 +374,8 @@ def _heatmap_grids(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame, pd.Da
   return grids
 
 
-def negative_transfer_heatmap(summary: pd.DataFrame, measure: str = 'final_best_k',
-                              alpha: float = 0.05, k: int = 10):
+def negative_transfer_heatmap(summary: pd.DataFrame, measure: str = f'final_{DEFAULT_RULE}',
+                              alpha: float = 0.05, k: int = DEFAULT_K):
   """Heat map of the negative-transfer gap of one accuracy-type measure, centred at 0.
 
   Cells are annotated with the gap in percentage points; '*' marks a verdict of the summary
@@ -433,7 +434,7 @@ def negative_transfer_heatmap(summary: pd.DataFrame, measure: str = 'final_best_
 
 # ------------------------------------------------------------------------- decomposition
 
-def decomposition_figure(decomposition: pd.DataFrame, k: int = 10):
+def decomposition_figure(decomposition: pd.DataFrame, k: int = DEFAULT_K):
   """Fragile co-adaptation, specificity and fine-tuning boost vs n, with 95% bootstrap CIs.
 
   Every estimate sits at its integer n (no dodge): the three effects differ by colour and marker.
@@ -517,7 +518,7 @@ def _overlay_panel(ax, curves: pd.DataFrame, reference: pd.DataFrame | None, nam
 
 
 def reference_overlay(curves: pd.DataFrame, reference: pd.DataFrame | None,
-                      depth: int | None = None, rule: str = 'best_k', k: int = 10,
+                      depth: int | None = None, rule: str = DEFAULT_RULE, k: int = DEFAULT_K,
                       unit: str | None = None):
   """One panel per Yosinski label: reproduced mean +/- 95% CI per group vs published, by n / L.
 

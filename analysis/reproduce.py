@@ -67,8 +67,8 @@ PAPER_DIP_N, PAPER_DEPTH = 5, 7  # Yosinski et al. 2014: deepest BnB dip at n = 
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Statistical choices of a reproduction check (see the module docstring)."""
-  rule: str = 'best_k'     # score of a run; the paper's: mean of the k best evaluations
-  k: int = 10
+  rule: str = measures_lib.DEFAULT_RULE  # score of a run; the paper's own is best_k, k = 10
+  k: int = measures_lib.DEFAULT_K
   alpha: float = stats.ALPHA
   margin: float = 0.01     # non-inferiority margin on score / base
   dip_n: int | None = None  # None: round(5 N / 7)

@@ -42,10 +42,13 @@ def register(subparsers) -> argparse.ArgumentParser:
   p.add_argument('--data-dir', help='TFDS data directory (default: $TRANSFERBENCH_DATA_DIR)')
   p.add_argument('--no-progress', action='store_true', help='no progress bar')
   p.add_argument('--no-figures', action='store_true', help='tables only')
-  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default='best_k',
-                 help="score of a run (default best_k, the paper's mean of the k best "
-                 'evaluations; last for tables with one evaluation per run)')
-  p.add_argument('--k', type=int, default=10, help='evaluations of the k rules (default 10)')
+  p.add_argument('--rule', choices=tuple(measures_lib.FINAL_RULES), default=measures_lib.DEFAULT_RULE,
+                 help=f'score of a run (default {measures_lib.DEFAULT_RULE}, the project-wide '
+                 "final-score rule; best_k for the paper's mean of the k best evaluations on the "
+                 "paper's schedule; last for tables with one evaluation per run)")
+  p.add_argument('--k', type=int, default=None,
+                 help=f'evaluations of the k rules (default {measures_lib.PAPER_K} for best_k, '
+                 f'{measures_lib.DEFAULT_K} otherwise)')
   p.add_argument('--alpha', type=float, default=stats.ALPHA, help='significance level (0.05)')
   p.add_argument('--margin', type=float, default=reproduce.Settings.margin,
                  help='non-inferiority margin of "AnB+ nowhere below base", as a fraction of '
@@ -61,6 +64,8 @@ def _settings(args: argparse.Namespace) -> reproduce.Settings:
     raise UserError(f'--alpha {args.alpha} must be in (0, 1)')
   if not 0 <= args.margin < 1:
     raise UserError(f'--margin {args.margin} must be a fraction of base in [0, 1), e.g. 0.01')
+  if args.k is None:
+    args.k = measures_lib.default_k(args.rule)
   if args.k < 1:
     raise UserError(f'--k {args.k} must be a positive integer')
   return reproduce.Settings(rule=args.rule, k=args.k, alpha=args.alpha, margin=args.margin,

@@ -11,6 +11,7 @@ from scipy import optimize, stats
 
 from analysis import estimate
 from analysis import estimators as est
+from analysis import measures
 from analysis import rank_correlation as rc
 from analysis.features import layer_features, pool_to_dim, stratified_indices, task_sample
 from harness import models, tasks
@@ -346,7 +347,8 @@ def test_estimate_cli_end_to_end(tiny_results, data_dir, capsys):
   printed = capsys.readouterr().out
   assert '1 source network(s), 1 source-target pair(s), 2 layer(s)' in printed
   assert 'logme' in printed and 'Kendall' in printed and 'min p' in printed
-  assert f'final score = last evaluation' in printed  # the default rule, in the caption
+  rule = measures.rule_name(measures.DEFAULT_RULE, measures.DEFAULT_K)
+  assert f'final score = {rule}' in printed  # the default rule, in the caption
 
 
 def test_estimate_user_errors(tiny_results, tmp_path, capsys):

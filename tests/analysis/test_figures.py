@@ -11,6 +11,7 @@ import pytest
 
 import analysis
 from analysis import figures
+from analysis import measures
 from analysis import reference
 from analysis import stats
 from tests.analysis.builders import yosinski_like
@@ -257,7 +258,8 @@ def test_make_figures_writes_png_and_pdf(two_pairs, tmp_path):
   # Every caption states the final-score rule, the CI method and the unit of replication.
   for path in (p for p in paths if p.suffix == '.txt'):
     text = path.read_text()
-    assert 'Final score: mean of the 10 best evaluations.' in text, path.name
+    rule = measures.rule_name(measures.DEFAULT_RULE, measures.DEFAULT_K)
+    assert f'Final score: {rule}.' in text, path.name
     assert 'CI: 95% ' in text and 'Unit of replication: seed' in text, path.name
 
 
@@ -286,7 +288,7 @@ def test_reference_overlay_by_relative_depth():
                          'rel_mean': [0.95, 0.9, 0.8], 'rel_ci95': [0.01, 0.02, np.nan],
                          'count': [5, 5, 1]})
   points = reference.yosinski2014_points()
-  fig = figures.reference_overlay(curves, points, k=10)
+  fig = figures.reference_overlay(curves, points, rule='best_k', k=10)
   (ax,) = _visible_axes(fig)
   ours = _by_gid(ax, 'reproduced:AnB:')['reproduced:AnB:random halves']
   np.testing.assert_allclose(ours.get_xdata(), [1 / 4, 2 / 4, 3 / 4])  # L = deepest n + 1

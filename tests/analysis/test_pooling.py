@@ -98,7 +98,7 @@ def test_a_rule_the_table_cannot_give_names_the_fix(tmp_path, capsys):
   path = tmp_path / 'published.csv'
   yosinski2014_curves().to_csv(path, index=False)
   err = cli_error(['reproduce', 'yosinski2014', '--curves', str(path), '--no-figures'], capsys)
-  assert 'no mean of the 10 best evaluations' in err and 'pass --rule last' in err
+  assert 'no mean of the last 3 evaluations' in err and 'pass --rule last' in err
 
 
 # ------------------------------------------------------------------------- unit of replication

@@ -9,7 +9,7 @@ from analysis import reproduce
 from analysis.reproduce import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from tests.analysis.builders import PAPER_LIKE, claim_runs
 
-SETTINGS = reproduce.Settings()
+SETTINGS = reproduce.Settings(rule='best_k', k=10)  # claim_runs scores runs by the paper's rule
 
 
 def verdicts(levels=None, **kwargs) -> dict:
