@@ -44,6 +44,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from harness import runner, runs
+from harness.engine import scheduler
 from harness.errors import UserError
 from harness.results import ResultsStore
 
@@ -54,19 +55,8 @@ POLL_S = 1.0
 # Planning: phases (dependency levels) and chunks (array tasks).
 
 def phases(pending: Sequence[runs.RunSpec]) -> list[list[runs.RunSpec]]:
-  """Groups pending runs by dependency level, keeping their order within a level.
-
-  A run is in phase 0 when it has no source run or its source is not pending (complete already),
-  else in its source's phase + 1.
-  """
-  level: dict[str, int] = {}
-  for spec in pending:  # sweeps.expand puts sources first
-    source_level = level.get(spec.source_run) if spec.source_run else None
-    level[spec.run_id] = 0 if source_level is None else source_level + 1
-  grouped: list[list[runs.RunSpec]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-  for spec in pending:
-    grouped[level[spec.run_id]].append(spec)
-  return grouped
+  """Pending runs by dependency level (``harness.engine.scheduler.levels``): a job array each."""
+  return scheduler.levels(pending)
 
 
 def chunks(specs: Sequence[runs.RunSpec], size: int) -> list[list[runs.RunSpec]]:

@@ -144,7 +144,7 @@ LONGER = ('--config.seeds=8', '--config.train.steps=1000', '--config.train.eval_
 
 def _sweep_command(data_dir, results, checkpoint_every=0, changes=()):
   """The sweep as a subprocess; runs with steps > checkpoint_every > 0 take the per-run path
-  (progress checkpoints), the others the packed one (harness.packing)."""
+  (progress checkpoints), the others the engine's strategies (harness.engine)."""
   sweep = os.path.join(ROOT, 'tests', 'tiny_sweep.py')
   return [sys.executable, '-m', 'harness.cli', 'run', sweep, '--arg', data_dir, '--results',
           str(results), '--no-progress', *OVERRIDES, f'--config.checkpoint_every={checkpoint_every}',
