@@ -8,6 +8,7 @@ and every task of a SLURM job array (``harness.executors``) call it on their run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -23,7 +24,7 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import compilation, engine, runs, sweeps
+from harness import compilation, engine, runs, specs, sweeps
 from harness.engine import semantics
 from harness.errors import UserError
 from harness.results import ResultsStore, atomic_write_json, read_json
@@ -41,12 +42,12 @@ class SweepReport:
   execution: dict = dataclasses.field(default_factory=dict)  # engine.ExecutionReport.to_dict()
 
 
-def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
+def _failed_source_record(spec: specs.RunSpec, reason: str) -> dict:
   now = time.time()
   return runs.run_record(spec, now, finished_at=now, status='failed', error=reason, curve=[])
 
 
-def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None,
+def run_one(spec: specs.RunSpec, store: ResultsStore, data_dir: str | None = None,
             checkpoint_every: int = 0) -> dict | None:
   """Runs one run under its claim, unless it is complete or another worker is running it.
 
@@ -63,10 +64,8 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
     The record written, or None if nothing was run (complete, or held by another worker).
   """
   source_status = engine.source_status(store, spec.source_run) if spec.source_run else 'complete'
-  with store.claim(spec.run_id) as mine:
-    if not mine:
-      return None
-    if not store.start_attempt(spec.run_id):  # Another worker finished it meanwhile.
+  with contextlib.ExitStack() as claims:
+    if not semantics.claim(claims, store, spec.run_id):  # held, or finished meanwhile
       return None
     if source_status != 'complete':
       record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
@@ -77,7 +76,7 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
     return record
 
 
-def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
+def execute(specs: Sequence[specs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
             checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
             concurrency: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
@@ -113,7 +112,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
              desc=desc, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
 
-  def done(spec: runs.RunSpec, record: dict) -> None:
+  def done(spec: specs.RunSpec, record: dict) -> None:
     nonlocal trained
     if record['status'] == 'complete':
       trained += 1
@@ -141,7 +140,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
-            ) -> tuple[list[runs.RunSpec], ResultsStore]:
+            ) -> tuple[list[specs.RunSpec], ResultsStore]:
   """Expands a sweep and writes its ``sweep.json`` (provenance; ``status`` reads its run ids).
 
   Returns:
@@ -196,11 +195,10 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
 def local_workers(config: ml_collections.ConfigDict) -> int:
   """Processes the local executor trains with: ``config.execution.workers`` (default 1).
 
-  Not more by default: on the 2-core CPU this was built on, one process already keeps both cores
-  busy (a 3x256 MLP run takes 0.92 s on 2 cores, 1.41 s on one), and two single-core workers ran
-  the bench sweep no faster (23.4 s against 22.5 s: each worker's runs slowed to ~1.7 s). On a
-  CPU with many cores, where one small model's matmuls do not scale across all of them, or for
-  runs dominated by Python-side overhead, ``--config.execution.workers=N`` runs N at once.
+  Not more by default: one process already keeps two cores busy, and single-core workers were
+  no faster on the 2-core CPU this was built on (docs/performance.md). On a CPU with many cores,
+  where one small model's matmuls do not scale across all of them, or for runs dominated by
+  Python-side overhead, ``--config.execution.workers=N`` runs N at once.
   """
   return max(1, int((config.get('execution') or {}).get('workers', 1) or 1))
 

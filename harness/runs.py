@@ -173,7 +173,8 @@ def source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwargs
 
 
 def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -> dict:
-  """A run's variables at step 0: its seed's initialisation with the first n layers copied.
+  """A run's variables at step 0: its own initialisation (fresh layers re-drawn), copied layers
+  taken from its source network (as the engine's programs do: :func:`semantics.with_copied`).
 
   Args:
     spec: the run.
@@ -188,9 +189,11 @@ def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -
   plan = semantics.plan_of(spec, model.num_layers)
   fresh = plan.fresh if plan.fresh is not None else np.zeros_like(plan.copy)
   init = semantics.own_init(model, spec.seed, semantics.is_base(plan), fresh, input_shape)
-  source = (source_variables(spec, store, spec.model, dict(spec.model_kwargs))
-            if np.any(plan.copy) else None)
-  return transfer.combine(init, source, plan, names)
+  if not np.any(plan.copy):
+    return init
+  source = source_variables(spec, store, spec.model, dict(spec.model_kwargs))
+  copied = transfer.combine(jax.tree.map(jnp.zeros_like, init), source, plan, names)
+  return semantics.with_copied(init, copied, plan.copy, names)
 
 
 def run_record(spec: RunSpec, started_at: float, **fields: Any) -> dict:
@@ -219,7 +222,7 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
 
   Args:
     spec: the run.
-    store: where records and checkpoints live; a selffer/transfer run reads its source's
+    store: where records and checkpoints live; a run that copies layers reads its source's
       checkpoint from here (or from ``spec.source_checkpoint``).
     data_dir: TFDS data directory (None: the default).
     on_eval: called with each curve point as it is measured.

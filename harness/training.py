@@ -1,10 +1,10 @@
 """Jit-compiled training of one run: optimizer, pure train step, evaluation schedule, loop.
 
-Freezing is a mask on the optimizer's output, applied *after* weight decay (as in big_vision),
-so a frozen parameter gets neither a gradient update nor weight decay and stays bit-identical.
-The masks, the learning rate schedule's position and the PRNG key are data in
-:class:`TrainState`, never program structure: the step compiles once per (model, optimizer,
-batch shape) and serves every condition, n and seed.
+A plan's per-layer learning-rate multipliers scale the optimizer's output, *after* weight decay
+(as big_vision's masks), so a frozen layer (multiplier 0) gets neither a gradient update nor
+weight decay and stays bit-identical. The multipliers and their phases, the learning rate
+schedule's position and the PRNG key are data in :class:`TrainState`, never program structure:
+the step compiles once per (model, optimizer, batch shape) and serves every plan and seed.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
     tx: the optimizer (static).
     start: ``x`` is the output of ``layer{start}`` (static; 0 = the input): the first ``start``
       layers must be frozen, they are neither run, differentiated nor touched by the optimizer
-      (their parameters and optimizer state are passed through as they are; ``harness.packing``).
+      (their parameters and optimizer state are passed through as they are; ``harness.engine``).
 
   Returns:
     The new state and ``{'loss': ...}``.
@@ -241,17 +241,26 @@ def compiled_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return jax.jit(functools.partial(fn, model=model, tx=tx), donate_argnums=0)
 
 
+def eval_sums(model: nn.Module, variables, x, y, valid, start: int = 0):
+  """(sum of losses, number correct) over the valid rows of a padded batch: the one definition
+  of evaluation (every strategy's programs call it).
+
+  Args:
+    model: the flax module.
+    variables: ``{'params', 'batch_stats'}``.
+    x, y, valid: the batch (``x``: the output of ``layer{start}``; 0 = the input) and its mask.
+    start: static; the layer whose output ``x`` is.
+  """
+  logits = model.apply(variables, x, train=False, start=start)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = (jnp.argmax(logits, -1) == y)
+  return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(jnp.where(valid, correct, 0))
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_eval(model: nn.Module) -> Callable:
-  """Jitted evaluation of one padded batch: (sum of losses, number correct) over valid rows."""
-
-  def evaluate(variables, x, y, valid):
-    logits = model.apply(variables, x, train=False)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    correct = (jnp.argmax(logits, -1) == y)
-    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(jnp.where(valid, correct, 0))
-
-  return jax.jit(evaluate)
+  """Jitted :func:`eval_sums` of one padded batch."""
+  return jax.jit(functools.partial(eval_sums, model))
 
 
 def _num_examples(data) -> int:

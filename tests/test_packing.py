@@ -50,7 +50,7 @@ def test_packed_and_unpacked_training_give_the_per_run_curves(per_run, strategy,
   report = runner.run_sweep(config, tmp_path, progress=False)
   assert report.failed == [] and report.execution['remaining'] == 0
   store = ResultsStore(tmp_path)
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), _curves(store, specs), num_test)
   record = store.read_record(specs[-1].run_id)
   assert record['execution']['strategy'] == strategy
@@ -84,7 +84,7 @@ def test_frozen_prefix_outputs_computed_once_give_the_per_run_curves(model, data
     specs = sweeps.expand(config)
     curves[strategy] = _curves(store, specs)
   _assert_frozen_prefix_computed_once(store, specs, expected=True)
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(curves['per_run'], curves['sequential'], num_test)
 
 
@@ -111,7 +111,7 @@ def test_concurrent_runs_give_the_same_records_and_reuse_frozen_outputs(per_run,
         reused = store.read_record(spec.run_id)['execution']['frozen_prefix_reused']
         assert reused == max(0, frozen - 1), (spec.describe(), reused)
   assert curves[1] == curves[2]  # the same programs on the same inputs: equal to the bit
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), curves[2], num_test)
 
 
@@ -169,9 +169,7 @@ def test_program_compiled_from_shapes_is_the_one_runs_call(strategy, size, data_
 
 def test_frozen_outputs_read_the_training_rows_in_place(data_dir):
   """Computing a run's frozen-layer outputs inside the program makes no copy of the training or
-  test rows: the program's scratch memory is well under their size. (Copies joining them took
-  263 MB of scratch on the benchmark sweep's MNIST, written to fresh pages on the program's
-  first call, which took 1.52 s instead of 0.87 s; now 11 MB.)"""
+  test rows: the program's scratch memory is well under their size (docs/performance.md)."""
   config = tiny_config(data_dir)
   config.model_kwargs.hidden = (16, 7)  # a model no other test compiled in this process
   spec = sweeps.expand(config)[0]
@@ -239,7 +237,7 @@ def test_runs_sharded_across_four_devices_give_the_same_curves(per_run, data_dir
   config, reference = per_run
   specs = [s for s in sweeps.expand(config) if s.run_id in sharded]
   assert len(specs) == len(sharded) == 7  # baseA, baseB; BnB, BnB+, AnB, AnB+, random at n=1
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), sharded, num_test)
 
 
@@ -268,8 +266,6 @@ def _new_field_plans(spec, num_layers):
 def new_field_runs(data_dir, tmp_path_factory):
   """The tiny sweep (seed 0, n = 1) with :func:`_new_field_plans`, per strategy."""
   from harness.engine import semantics
-  patch = pytest.MonkeyPatch()
-  patch.setattr(semantics, 'plan_of', _new_field_plans)
   config = tiny_config(data_dir, seeds=1, n_layers=(1,))
   config.model_kwargs.hidden = (16, 15)  # other programs than the other tests'
   stores = {}
@@ -281,6 +277,8 @@ def new_field_runs(data_dir, tmp_path_factory):
     assert runner.run_sweep(config, stores[name].root, progress=False).failed == []
 
   run('unpatched', 'fused')
+  patch = pytest.MonkeyPatch()
+  patch.setattr(semantics, 'plan_of', _new_field_plans)
   try:
     for strategy, pack_size in (('per_run', 0), ('fused', 0), ('vmap', 4), ('sequential', 0)):
       run(strategy, strategy, pack_size)
@@ -294,7 +292,7 @@ def test_multipliers_fresh_layers_and_phases_give_the_per_run_curves(new_field_r
                                                                      data_dir):
   config, stores = new_field_runs
   specs = sweeps.expand(config)
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(stores['per_run'], specs), _curves(stores[strategy], specs), num_test)
   # Only layers frozen in every phase are computed once (the phased random_frozen: layer 1).
   computed = {(s.condition, s.fine_tuned): stores[strategy].read_record(s.run_id)['execution']

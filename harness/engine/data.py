@@ -71,8 +71,7 @@ def family_shapes(target, data_dir: str | None, eval_chunk: int = 2048) -> Famil
   (x_train, y_train), (x_test, y_test) = data.train, data.test  # host arrays
   n_train, n_test = x_train.shape[0], x_test.shape[0]
   # Equal chunks of at most eval_chunk rows covering bucket(n_test), a multiple of 16 each: both
-  # tasks of a pair share the shape, and padding is a few % (not up to a whole chunk: 4990 test
-  # images in chunks of 2048 were 6144 rows, 23% of the evaluation, which dominates short runs).
+  # tasks of a pair share the shape, and padding is a few % rather than up to a whole chunk.
   chunks = -(-bucket(n_test) // eval_chunk)
   chunk = -(-bucket(n_test) // chunks // 16) * 16 if n_test > 16 else n_test
   shape = lambda rows, a: jax.ShapeDtypeStruct((*rows, *a.shape[1:]),

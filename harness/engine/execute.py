@@ -19,7 +19,6 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 import jax
-import numpy as np
 
 from harness import compilation
 from harness.engine import programs, semantics

@@ -17,7 +17,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from harness import compilation, models, training
@@ -27,11 +26,8 @@ from harness.engine import semantics
 def _eval_chunk(model, variables, x, y, valid, start: int = 0) -> jax.Array:
   """``[sum of losses, number correct]`` over the valid rows of one chunk (``x``: the output of
   ``layer{start}``)."""
-  logits = model.apply(variables, x, train=False, start=start)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  correct = jnp.argmax(logits, -1) == y
-  return jnp.stack([jnp.sum(jnp.where(valid, losses, 0.0)),
-                    jnp.sum(jnp.where(valid, correct, 0)).astype(jnp.float32)])
+  loss_sum, correct = training.eval_sums(model, variables, x, y, valid, start=start)
+  return jnp.stack([loss_sum, correct.astype(jnp.float32)])
 
 
 def variables_of(state: training.TrainState) -> dict:
@@ -50,8 +46,8 @@ class Depths:
 
   ``switch``: the branches are a ``lax.switch`` inside one program (the ``fused`` strategy), or
   each depth used compiles its own program (``sequential``, conv nets on CPU): XLA's CPU backend
-  runs convolutions inside a conditional ~12x slower (a cnn/small train step: 82 ms plain, 968 ms
-  as a branch of a two-way ``lax.switch``), as inside loops (jax-ml/jax#12868).
+  runs convolutions inside a conditional many times slower, as inside loops (jax-ml/jax#12868;
+  docs/performance.md).
   """
   depths: tuple[int, ...] = (0,)
   shapes: tuple[tuple[int, ...], ...] = ((),)
@@ -188,9 +184,8 @@ def frozen_outputs(variables, branch, x_train, x_test, f_train, f_test, *, model
                           depths=depths)
 
   def compute(a, b, _):
-    # Training rows are read in place, a chunk at a time: joining them with the test rows, or
-    # mapping over them reshaped, made XLA copy them (263 MB of scratch memory for MNIST against
-    # 11 MB, and the program's first call, which writes it to fresh pages, took 1.52 s, not 0.87).
+    # Training rows are read in place, a chunk at a time: joining them with the test rows made
+    # XLA copy them into scratch memory (tests/test_packing.py checks it does not).
     train_in, test_in = (x_train, x_test) if a == 0 else (f_train, f_test)
 
     def train_chunk(i, out):
@@ -238,7 +233,7 @@ def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_sh
   """One run from its starting state to its last evaluation.
 
   Args:
-    start: ``(seed, transferred, copied, copy, train)`` (:func:`_start_one`).
+    start: ``(seed, base, copied, copy, fresh, multipliers, starts)`` (:func:`_start_one`).
     prefix: ``(branch, f_train, f_test)`` (:func:`frozen_outputs`; not read without a switch).
     idx: the run's batch indices, (steps, batch).
     data: ``(x_train, y_train, x_test, y_test, valid)`` of the family.

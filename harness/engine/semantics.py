@@ -110,10 +110,15 @@ def start_state(init: dict, copied: dict, copy, schedule: training.TrainSchedule
     tx: the optimizer.
     rng: the dropout key (:func:`dropout_key`).
   """
-  variables = {c: jax.tree.map(lambda m, s, i: jnp.where(m > 0, s, i),
-                               transfer.leaf_mask(init[c], names, copy), copied[c], init[c])
-               for c in ('params', 'batch_stats')}
-  return training.initial_state(variables, schedule, names, tx, rng)
+  return training.initial_state(with_copied(init, copied, copy, names), schedule, names, tx, rng)
+
+
+def with_copied(init: dict, copied: dict, copy, names) -> dict:
+  """``init`` with the layers where ``copy`` (per layer, 0/1) taken from ``copied`` (the source
+  network's layers laid out as the whole network: ``transfer.combine`` onto zeros)."""
+  return {c: jax.tree.map(lambda m, s, i: jnp.where(m > 0, s, i),
+                          transfer.leaf_mask(init[c], names, copy), copied[c], init[c])
+          for c in ('params', 'batch_stats')}
 
 
 def curve(schedule: Sequence[int], points) -> tuple[list[dict], int | None]:
