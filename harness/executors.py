@@ -9,7 +9,8 @@ so nothing here needs SLURM accounting (``sacct``).
 SLURM (``--executor slurm``, through submitit). Only the runs not yet complete are submitted,
 as one job array per *phase* (``harness.engine.scheduler.levels``, the dependency levels every
 executor uses): phase 0 holds the runs that need no other pending run (base nets, runs that copy
-from a checkpoint or from nothing), phase k the runs whose source run is in phase k-1. Each array task does ``config.slurm.runs_per_task`` runs one after the other.
+from a checkpoint or from nothing), phase k the runs whose source run is in phase k-1. Each
+array task does ``config.slurm.runs_per_task`` runs one after the other.
 Phase k's array starts after phase k-1's array has ended: ``--dependency=afterany:<array id>``.
 
 Why ``afterany`` and not ``afterok``: with ``afterok`` a single source task that fails (a node

@@ -201,8 +201,9 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
   opt_state = _layers_of_state(state.opt_state, state.params, lambda old, new: {**old, **new},
                                opt_state)
   # Batch-norm running statistics of frozen layers stay as copied.
+  stats_mask = transfer.leaf_mask(state.batch_stats, names, multiplier)
   new_stats = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old), new_stats,
-                           state.batch_stats, transfer.leaf_mask(state.batch_stats, names, multiplier))
+                           state.batch_stats, stats_mask)
   return state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                        opt_state=opt_state), {'loss': loss}
 

@@ -23,7 +23,8 @@ import jax
 from harness import compilation
 from harness.engine import programs, semantics
 from harness.engine.data import device_task, family_shapes
-from harness.engine.family import Family, family_key, frozen_layers, index_shape, make_family, run_inputs
+from harness.engine.family import (Family, family_key, frozen_layers, index_shape, make_family,
+                                   run_inputs)
 from harness.engine.scheduler import Ready
 from harness.engine.strategies import Strategy, choose_strategy
 from harness.results import ResultsStore

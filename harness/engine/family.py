@@ -70,7 +70,9 @@ class Family:
   def copied(self, source: dict | None, plan: transfer.Plan) -> dict:
     """The layers a run copies from ``source``, laid out as the whole network (zeros elsewhere:
     the program takes the run's own initial weights there). Checks the layers' shapes."""
-    return transfer.combine(self.zeros, source, plan, self.names) if np.any(plan.copy) else self.zeros
+    if not np.any(plan.copy):
+      return self.zeros
+    return transfer.combine(self.zeros, source, plan, self.names)
 
   def source(self, spec, store: ResultsStore) -> dict:
     """A run's source network, read once per family (not once per run)."""
@@ -157,4 +159,5 @@ def run_inputs(specs, family: Family, store: ResultsStore, packed: bool) -> RunI
 
 def frozen_layers(spec, num_layers: int, steps: int) -> int:
   """A run's number of leading layers frozen throughout (trained only after them)."""
-  return training.leading_frozen(training.TrainSchedule.of(semantics.plan_of(spec, num_layers), steps))
+  plan = semantics.plan_of(spec, num_layers)
+  return training.leading_frozen(training.TrainSchedule.of(plan, steps))
