@@ -132,6 +132,18 @@ def test_prefix_keys_identify_equal_leading_layers(data_dir):
   assert keys('random_frozen', 1, 1)[0] != keys('random_frozen', 1, 0)[0]
 
 
+def test_prefix_keys_tell_fresh_layers_from_own_init(data_dir):
+  """A re-initialised layer starts from another draw than the layer's own init: runs must not
+  share its frozen outputs."""
+  spec = [s for s in sweeps.expand(tiny_config(data_dir)) if s.condition == 'random_frozen'][0]
+  frozen = np.array([0, 0, 1], np.float32)
+  own = transfer.Plan(copy=np.zeros(3, np.float32), train=frozen)
+  fresh = transfer.Plan(copy=np.zeros(3, np.float32), train=frozen,
+                        fresh=np.array([0, 1, 0], np.float32))
+  own_keys, fresh_keys = engine.prefix_keys(spec, own), engine.prefix_keys(spec, fresh)
+  assert own_keys[0] == fresh_keys[0] and own_keys[1] != fresh_keys[1]
+
+
 def test_one_training_program_per_family(per_run, data_dir, tmp_path):
   """Every condition, n, seed and both tasks of the pair (padded to one shape) share programs."""
   config = tiny_config(data_dir)
