@@ -44,10 +44,11 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import runner, specs
+from harness import runner
 from harness.engine import scheduler
 from harness.errors import UserError
 from harness.results import ResultsStore
+from harness.specs import RunSpec
 
 POLL_S = 1.0
 
@@ -55,12 +56,12 @@ POLL_S = 1.0
 # ----------------------------------------------------------------------------------------------
 # Planning: phases (dependency levels) and chunks (array tasks).
 
-def phases(pending: Sequence[specs.RunSpec]) -> list[list[specs.RunSpec]]:
+def phases(pending: Sequence[RunSpec]) -> list[list[RunSpec]]:
   """Pending runs by dependency level (``harness.engine.scheduler.levels``): a job array each."""
   return scheduler.levels(pending)
 
 
-def chunks(specs: Sequence[specs.RunSpec], size: int) -> list[list[specs.RunSpec]]:
+def chunks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
   """Consecutive groups of at most ``size`` runs: the work of one array task each."""
   if size < 1:
     raise UserError(f'slurm.runs_per_task is {size}: give a number >= 1, e.g. --runs-per-task 4')
@@ -85,7 +86,7 @@ class ArrayTask(_Checkpointable):
   :func:`runner.execute` then skips the runs completed before.
   """
 
-  def __call__(self, specs: list[specs.RunSpec], results_dir: str, data_dir: str | None,
+  def __call__(self, specs: list[RunSpec], results_dir: str, data_dir: str | None,
                settings: dict | None = None) -> dict:
     """Runs ``specs``; ``settings`` are :func:`runner.execution_settings` of the sweep."""
     report = runner.execute(specs, ResultsStore(results_dir), data_dir, progress=True,

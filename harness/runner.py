@@ -24,10 +24,11 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import compilation, engine, runs, specs, sweeps
+from harness import compilation, engine, runs, sweeps
 from harness.engine import semantics
 from harness.errors import UserError
 from harness.results import ResultsStore, atomic_write_json, read_json
+from harness.specs import RunSpec
 
 
 @dataclasses.dataclass
@@ -42,12 +43,12 @@ class SweepReport:
   execution: dict = dataclasses.field(default_factory=dict)  # engine.ExecutionReport.to_dict()
 
 
-def _failed_source_record(spec: specs.RunSpec, reason: str) -> dict:
+def _failed_source_record(spec: RunSpec, reason: str) -> dict:
   now = time.time()
   return runs.run_record(spec, now, finished_at=now, status='failed', error=reason, curve=[])
 
 
-def run_one(spec: specs.RunSpec, store: ResultsStore, data_dir: str | None = None,
+def run_one(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
             checkpoint_every: int = 0) -> dict | None:
   """Runs one run under its claim, unless it is complete or another worker is running it.
 
@@ -76,7 +77,7 @@ def run_one(spec: specs.RunSpec, store: ResultsStore, data_dir: str | None = Non
     return record
 
 
-def execute(specs: Sequence[specs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
+def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None = None, *,
             checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
             concurrency: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
@@ -112,7 +113,7 @@ def execute(specs: Sequence[specs.RunSpec], store: ResultsStore, data_dir: str |
              desc=desc, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
 
-  def done(spec: specs.RunSpec, record: dict) -> None:
+  def done(spec: RunSpec, record: dict) -> None:
     nonlocal trained
     if record['status'] == 'complete':
       trained += 1
@@ -140,7 +141,7 @@ def execute(specs: Sequence[specs.RunSpec], store: ResultsStore, data_dir: str |
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
-            ) -> tuple[list[specs.RunSpec], ResultsStore]:
+            ) -> tuple[list[RunSpec], ResultsStore]:
   """Expands a sweep and writes its ``sweep.json`` (provenance; ``status`` reads its run ids).
 
   Returns:
