@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from harness import compilation, models, packing, runner, runs, sweeps, training, transfer
+from harness import compilation, engine, models, runner, runs, sweeps, training, transfer
 from harness.errors import UserError
 
 
@@ -60,7 +60,8 @@ def _config(args) -> ml_collections.ConfigDict:
 
 
 def _order(spec, num_train: int) -> np.ndarray:
-  return packing._batch_order(spec, num_train)  # pylint: disable=protected-access
+  return engine.batch_order(spec.seed, spec.target.name, num_train, spec.hyper['steps'],
+                            spec.hyper['batch_size'])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def naive_jax(specs, data_dir) -> float:
     model = models.build_model(spec.model, data.num_classes, **dict(spec.model_kwargs))
     names = models.layer_names(model.num_layers)
     plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
-    init = models.init_variables(model, runs.init_key(spec.seed, spec.condition), data.input_shape)
+    init = models.init_variables(model, engine.init_key(spec.seed, engine.is_base(plan)), data.input_shape)
     variables = transfer.combine(init, finals.get(spec.source_run), plan, names)
     tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'])
     state = training.create_state(variables, plan, names, tx,
@@ -234,7 +235,7 @@ def cnn_step_flops(batch_size: int, steps: int = 30,
   """(FLOPs per step from XLA's cost analysis, {k: seconds per step}) of cnn/small on 28x28x1.
 
   For each k of ``runs_at_once``, k runs' step loops go in threads side by side (k > 1: as the
-  harness trains conv nets on CPU, :func:`harness.packing.concurrent_runs`); the seconds are per
+  harness trains conv nets on CPU, :func:`harness.engine.concurrent_runs`); the seconds are per
   step of all k together (FLOPs per step x k in that time). One compiled step serves all.
   """
   model = models.build_model('cnn/small', 5)
@@ -304,7 +305,7 @@ def measure_round(args) -> dict:
     print('PyTorch: skipped (torch not installed: pip install "transferbench[bench]")')
   else:
     print(f'PyTorch: {torch_s:.1f} s', flush=True)
-  at_once = packing.concurrent_runs(0, jax.default_backend(), packing.choose_strategy(
+  at_once = engine.concurrent_runs(0, jax.default_backend(), engine.choose_strategy(
       'auto', jax.default_backend(), 'cnn/small'))
   flops, seconds = cnn_step_flops(config.train.batch_size, steps=args.cnn_steps,
                                   runs_at_once=sorted({1, at_once}))

@@ -6,9 +6,8 @@ large part of a small sweep's time. Two things keep it down:
 * the conditions are data (masks, per-layer vectors, keys, batch indices), so one program per
   family serves every run of it; :class:`CompileCounter` checks this, and ``transferbench run``
   reports the counts;
-* the persistent compilation cache keeps compiled programs on disk between processes (it cut a
-  probe's second run from 14.3 s to 4.6 s on a 2-core CPU). It lives in
-  ``$TRANSFERBENCH_CACHE_DIR`` (default ``~/.cache/transferbench/jax``); set
+* the persistent compilation cache keeps compiled programs on disk between processes
+  (docs/performance.md). It lives in ``$TRANSFERBENCH_CACHE_DIR`` (default ``~/.cache/transferbench/jax``); set
   ``TRANSFERBENCH_COMPILE_CACHE=0`` to turn it off.
 """
 

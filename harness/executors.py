@@ -7,9 +7,10 @@ array task is not "successful" because SLURM says so but because its runs' recor
 so nothing here needs SLURM accounting (``sacct``).
 
 SLURM (``--executor slurm``, through submitit). Only the runs not yet complete are submitted,
-as one job array per *phase*: phase 0 holds the runs that need no other pending run (base nets,
-scratch sources, random-frozen controls), phase k the runs whose source is in phase k-1 (selffer
-and transfer runs). Each array task does ``config.slurm.runs_per_task`` runs one after the other.
+as one job array per *phase* (``harness.engine.scheduler.levels``, the dependency levels every
+executor uses): phase 0 holds the runs that need no other pending run (base nets, runs that copy
+from a checkpoint or from nothing), phase k the runs whose source run is in phase k-1. Each
+array task does ``config.slurm.runs_per_task`` runs one after the other.
 Phase k's array starts after phase k-1's array has ended: ``--dependency=afterany:<array id>``.
 
 Why ``afterany`` and not ``afterok``: with ``afterok`` a single source task that fails (a node
@@ -43,9 +44,11 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import runner, runs
+from harness import runner
+from harness.engine import scheduler
 from harness.errors import UserError
 from harness.results import ResultsStore
+from harness.specs import RunSpec
 
 POLL_S = 1.0
 
@@ -53,23 +56,12 @@ POLL_S = 1.0
 # ----------------------------------------------------------------------------------------------
 # Planning: phases (dependency levels) and chunks (array tasks).
 
-def phases(pending: Sequence[runs.RunSpec]) -> list[list[runs.RunSpec]]:
-  """Groups pending runs by dependency level, keeping their order within a level.
-
-  A run is in phase 0 when it has no source run or its source is not pending (complete already),
-  else in its source's phase + 1.
-  """
-  level: dict[str, int] = {}
-  for spec in pending:  # sweeps.expand puts sources first
-    source_level = level.get(spec.source_run) if spec.source_run else None
-    level[spec.run_id] = 0 if source_level is None else source_level + 1
-  grouped: list[list[runs.RunSpec]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-  for spec in pending:
-    grouped[level[spec.run_id]].append(spec)
-  return grouped
+def phases(pending: Sequence[RunSpec]) -> list[list[RunSpec]]:
+  """Pending runs by dependency level (``harness.engine.scheduler.levels``): a job array each."""
+  return scheduler.levels(pending)
 
 
-def chunks(specs: Sequence[runs.RunSpec], size: int) -> list[list[runs.RunSpec]]:
+def chunks(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
   """Consecutive groups of at most ``size`` runs: the work of one array task each."""
   if size < 1:
     raise UserError(f'slurm.runs_per_task is {size}: give a number >= 1, e.g. --runs-per-task 4')
@@ -94,7 +86,7 @@ class ArrayTask(_Checkpointable):
   :func:`runner.execute` then skips the runs completed before.
   """
 
-  def __call__(self, specs: list[runs.RunSpec], results_dir: str, data_dir: str | None,
+  def __call__(self, specs: list[RunSpec], results_dir: str, data_dir: str | None,
                settings: dict | None = None) -> dict:
     """Runs ``specs``; ``settings`` are :func:`runner.execution_settings` of the sweep."""
     report = runner.execute(specs, ResultsStore(results_dir), data_dir, progress=True,

@@ -10,7 +10,7 @@ the head, which has no other job than to map features to classes.
 Every model can run part of itself (``start``, ``stop``; static Python ints): ``start=d`` takes
 the output of ``layer{d}`` instead of the input and runs the layers after it, ``stop=d`` returns the
 output of ``layer{d}``. A run whose first d layers are frozen computes their output on its data
-once and trains the rest on it (``harness.packing``); see :func:`frozen_prefix_cacheable`.
+once and trains the rest on it (``harness.engine``); see :func:`frozen_prefix_cacheable`.
 
 Every model takes ``frozen``, a float vector of length L (1 = the layer is frozen), at call time.
 It only matters for batch norm: a frozen layer normalises with its (copied) running statistics,

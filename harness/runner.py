@@ -8,6 +8,7 @@ and every task of a SLURM job array (``harness.executors``) call it on their run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -23,9 +24,11 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from harness import compilation, packing, runs, sweeps
+from harness import compilation, engine, runs, sweeps
+from harness.engine import semantics
 from harness.errors import UserError
 from harness.results import ResultsStore, atomic_write_json, read_json
+from harness.specs import RunSpec
 
 
 @dataclasses.dataclass
@@ -37,24 +40,15 @@ class SweepReport:
   failed: list[str]
   seconds: float
   busy: list[str] = dataclasses.field(default_factory=list)  # held by another worker
-  execution: dict = dataclasses.field(default_factory=dict)  # packing.ExecutionReport.to_dict()
+  execution: dict = dataclasses.field(default_factory=dict)  # engine.ExecutionReport.to_dict()
 
 
-def _failed_source_record(spec: runs.RunSpec, reason: str) -> dict:
+def _failed_source_record(spec: RunSpec, reason: str) -> dict:
   now = time.time()
   return runs.run_record(spec, now, finished_at=now, status='failed', error=reason, curve=[])
 
 
-def _wait_for_source(store: ResultsStore, run_id: str) -> str | None:
-  """The status of a source run, after waiting while another worker holds it."""
-  status = store.status(run_id)
-  if status != 'complete' and store.is_claimed(run_id):
-    with store.claim(run_id, wait=True):  # Returns when its holder finishes (or dies).
-      status = store.status(run_id)
-  return status
-
-
-def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None,
+def run_one(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
             checkpoint_every: int = 0) -> dict | None:
   """Runs one run under its claim, unless it is complete or another worker is running it.
 
@@ -70,22 +64,20 @@ def run_one(spec: runs.RunSpec, store: ResultsStore, data_dir: str | None = None
   Returns:
     The record written, or None if nothing was run (complete, or held by another worker).
   """
-  source_status = _wait_for_source(store, spec.source_run) if spec.source_run else 'complete'
-  with store.claim(spec.run_id) as mine:
-    if not mine:
-      return None
-    if not store.start_attempt(spec.run_id):  # Another worker finished it meanwhile.
+  source_status = engine.source_status(store, spec.source_run) if spec.source_run else 'complete'
+  with contextlib.ExitStack() as claims:
+    if not semantics.claim(claims, store, spec.run_id):  # held, or finished meanwhile
       return None
     if source_status != 'complete':
       record = _failed_source_record(spec, f'source run {spec.source_run} is {source_status or "missing"}')
       store.write_record(record)
     else:
       record = runs.train_and_evaluate(spec, store, data_dir, checkpoint_every=checkpoint_every)
-    store.log_attempt(spec.run_id, 'end', status=record['status'])
+    semantics.log_end(store, spec.run_id, record)
     return record
 
 
-def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | None = None, *,
+def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None = None, *,
             checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
             concurrency: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
@@ -101,7 +93,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
     data_dir: TFDS data directory (None: the default).
     checkpoint_every: progress-checkpoint interval in steps (0: none).
     strategy, pack_size, concurrency: how to train families of runs (``config.execution``:
-      strategy, pack_size, concurrent_runs; see harness.packing).
+      strategy, pack_size, concurrent_runs; see harness.engine).
     progress: show a progress bar over runs, with an ETA.
     desc: the progress bar's label.
 
@@ -121,7 +113,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
              desc=desc, dynamic_ncols=True, file=sys.stderr,
              mininterval=0.1 if sys.stderr.isatty() else 30)
 
-  def done(spec: runs.RunSpec, record: dict) -> None:
+  def done(spec: RunSpec, record: dict) -> None:
     nonlocal trained
     if record['status'] == 'complete':
       trained += 1
@@ -130,11 +122,11 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
       tqdm.write(f"run {spec.run_id} ({spec.describe()}) failed: {record['error']}", file=sys.stderr)
     bar.update()
 
-  # Fast path (harness.packing): families of runs in one compiled program each, packed per the
-  # backend's strategy. What it leaves (streamed data, runs long enough for progress checkpoints,
-  # sources not complete yet) runs one by one; both paths train a run only under its claim.
+  # The engine trains families of runs with their strategy. What it leaves (streamed data, runs
+  # long enough for progress checkpoints, sources not complete) runs here one by one; both train
+  # a run only under its claim.
   compilation.enable_persistent_cache()
-  fast = packing.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
+  fast = engine.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
                          concurrency=concurrency, checkpoint_every=checkpoint_every, on_record=done)
   atomic_write_json(store.root / 'execution.json', fast.to_dict())
   for spec in fast.remaining:
@@ -149,7 +141,7 @@ def execute(specs: Sequence[runs.RunSpec], store: ResultsStore, data_dir: str | 
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
-            ) -> tuple[list[runs.RunSpec], ResultsStore]:
+            ) -> tuple[list[RunSpec], ResultsStore]:
   """Expands a sweep and writes its ``sweep.json`` (provenance; ``status`` reads its run ids).
 
   Returns:
@@ -181,7 +173,7 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   """
   specs, store = prepare(config, results_dir)
   todo = [spec for spec in specs if store.status(spec.run_id) != 'complete']
-  workers = min(local_workers(config), len(todo), len(packing.cpu_cores()))
+  workers = min(local_workers(config), len(todo), len(engine.cpu_cores()))
   run_here = functools.partial(execute, data_dir=config.data_dir or None, desc=config.name,
                                **execution_settings(config))
   if workers < 2:
@@ -204,11 +196,10 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
 def local_workers(config: ml_collections.ConfigDict) -> int:
   """Processes the local executor trains with: ``config.execution.workers`` (default 1).
 
-  Not more by default: on the 2-core CPU this was built on, one process already keeps both cores
-  busy (a 3x256 MLP run takes 0.92 s on 2 cores, 1.41 s on one), and two single-core workers ran
-  the bench sweep no faster (23.4 s against 22.5 s: each worker's runs slowed to ~1.7 s). On a
-  CPU with many cores, where one small model's matmuls do not scale across all of them, or for
-  runs dominated by Python-side overhead, ``--config.execution.workers=N`` runs N at once.
+  Not more by default: one process already keeps two cores busy, and single-core workers were
+  no faster on the 2-core CPU this was built on (docs/performance.md). On a CPU with many cores,
+  where one small model's matmuls do not scale across all of them, or for runs dominated by
+  Python-side overhead, ``--config.execution.workers=N`` runs N at once.
   """
   return max(1, int((config.get('execution') or {}).get('workers', 1) or 1))
 
@@ -237,7 +228,7 @@ def _run_with_workers(config, specs, store: ResultsStore, todo: list, workers: i
   """Starts ``workers - 1`` worker processes (fresh interpreters: JAX is not fork-safe) on cores
   1.., runs :func:`execute` here pinned to core 0 meanwhile, waits for the workers; one progress
   bar over the sweep's pending runs, read from the results directory."""
-  cores = packing.cpu_cores()
+  cores = engine.cpu_cores()
   bar = tqdm(total=len(todo), unit='run', disable=not progress, dynamic_ncols=True,
              file=sys.stderr, desc=f'{config.name} ({workers} workers)',
              mininterval=0.1 if sys.stderr.isatty() else 30)

@@ -1,29 +1,13 @@
-"""One run of a study: its resolved spec, its deterministic id, and ``train_and_evaluate``.
+"""One run: ``train_and_evaluate`` (the per-run path), its checkpoints and progress checkpoints.
 
-A run is a target network trained on a target task under one condition (scratch, selffer,
-transfer, random_frozen) for one n, fine-tuned or not, and one seed. Its id is a hash of its
-resolved spec, which includes the id of its source run, so equal specs give equal ids on every
-machine, and a re-run of a sweep finds the runs already done.
-
-Shared initialisation. Base nets (scratch runs, the sources of transfers) of seed ``s`` start
-from ``init_variables(key(s))``. Every *transferred* network of seed ``s`` (selffer, transfer,
-random_frozen, fine-tuned or not, every n) starts from one other draw,
-``init_variables(fold_in(key(s), 1))``, before its first n layers are copied. So BnB, AnB and the
-random-features control of one seed differ only in their first n layers (and in what is frozen),
-and every network sees its target's training batches in the order drawn from ``(s, target)``.
-
-Why not reuse the base net's own initial weights for the re-initialised layers: BnB's upper
-layers would then restart at exactly the values that its copied lower layers co-adapted with
-during baseB's training. We measured this: with a shared draw a BnB MLP on MNIST halves scored
-0.98 at step 0 with an *untrained* head, which hides the fragile co-adaptation that BnB exists
-to measure. Yosinski et al. re-initialise the upper layers randomly; so do we.
+The per-run semantics (keys, batch order, starting state, curve, record) are those of
+``harness.engine.semantics``, which the fast strategies share; this path adds what only it
+does: streamed data sets too big for memory, and progress checkpoints a run resumes from.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import json
 import os
 import pathlib
@@ -33,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from typing import Any, Callable
 
 import jax
@@ -41,61 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness import models, tasks, training, transfer
+from harness.engine import semantics
+from harness.engine.data import device_task
 from harness.errors import UserError
 from harness.results import ResultsStore, atomic_write_json, read_json, worker_identity
-
-TRAIN_DEFAULTS = dict(steps=500, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                      lr_decay_every=0, lr_decay_factor=0.1, eval_every=50)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-  """Everything that determines a run's result (and nothing that does not, e.g. paths)."""
-  model: str
-  model_kwargs: tuple[tuple[str, Any], ...]
-  condition: str
-  n_layers: int
-  fine_tuned: bool
-  seed: int
-  target: tasks.TaskSpec
-  train: tuple[tuple[str, Any], ...]
-  source: tasks.TaskSpec | None = None     # task of the source network (selffer/transfer)
-  source_run: str | None = None            # run id of the source network, in the same store
-  source_checkpoint: str | None = None     # or a saved checkpoint (Pre-trained-Model approach)
-  pair: str = ''                           # label of the task pair this run belongs to
-
-  def to_dict(self) -> dict:
-    d = dataclasses.asdict(self)
-    d['target'] = self.target.to_dict()
-    d['source'] = self.source.to_dict() if self.source else None
-    d['model_kwargs'] = dict(self.model_kwargs)
-    d['train'] = dict(self.train)
-    return d
-
-  @property
-  def run_id(self) -> str:
-    """First 16 hex digits of the SHA-256 of the canonical JSON of the spec."""
-    canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(',', ':'), default=list)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-  @property
-  def hyper(self) -> dict:
-    return {**TRAIN_DEFAULTS, **dict(self.train)}
-
-  def labels(self) -> dict:
-    """The long-format columns that describe this run (see ``harness.results``)."""
-    source = {'scratch': 'none', 'random_frozen': 'random'}.get(self.condition, self.source and self.source.name)
-    return {'condition': self.condition, 'n_layers': self.n_layers, 'fine_tuned': self.fine_tuned,
-            'source': source, 'target': self.target.name, 'seed': self.seed, 'pair': self.pair,
-            'examples_per_class': self.target.examples_per_class}
-
-  def describe(self) -> str:
-    """Short label for progress bars: e.g. ``transfer+ n=3 mnist_A0->mnist_B0 s1``."""
-    name = self.condition + ('+' if self.fine_tuned else '')
-    n = f' n={self.n_layers}' if self.n_layers else ''
-    src = f"{self.labels()['source']}->" if self.condition in ('selffer', 'transfer') else ''
-    return f'{name}{n} {src}{self.target.name} s{self.seed}'
-
+from harness.specs import TRAIN_DEFAULTS, RunSpec  # noqa: F401  (re-exported: harness.sweeps)
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints: RUN/checkpoint/state (orbax) + RUN/checkpoint/meta.json (architecture, task).
@@ -203,17 +136,6 @@ def load_progress(path: pathlib.Path, like: training.TrainState) -> training.Pro
 # ----------------------------------------------------------------------------------------------
 # Execution.
 
-@functools.lru_cache(maxsize=8)
-def device_task(spec: tasks.TaskSpec, data_dir: str | None) -> tuple[tasks.TaskData, Any, Any]:
-  """A task's data, in-memory splits placed on the default device once per process.
-
-  Streamed splits (data sets too big for memory) stay random-access sources read batch by batch.
-  """
-  data = tasks.load_task(spec, data_dir)
-  place = lambda split: tuple(map(jnp.asarray, split)) if isinstance(split, tuple) else split
-  return data, place(data.train), place(data.test)
-
-
 @functools.lru_cache(maxsize=1)
 def environment() -> dict:
   """Versions, git commit and device: enough to tell where a number came from."""
@@ -242,22 +164,17 @@ def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None
                     f"but the sweep uses '{model}' {model_kwargs}: transfer needs the same architecture")
 
 
-def _source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwargs: dict) -> dict:
-  """Loads the trained source network of a selffer/transfer run and checks its architecture."""
+def source_variables(spec: RunSpec, store: ResultsStore, model_name: str, kwargs: dict) -> dict:
+  """Loads a run's trained source network and checks its architecture."""
   path = spec.source_checkpoint or store.checkpoint_dir(spec.source_run)
   variables, meta = load_checkpoint(path)
   check_architecture(path, meta, model_name, kwargs)
   return variables
 
 
-def init_key(seed: int, condition: str) -> jax.Array:
-  """Initial-weights key: base nets use ``key(seed)``, transferred networks an independent draw."""
-  key = jax.random.key(seed)
-  return key if condition == 'scratch' else jax.random.fold_in(key, 1)
-
-
 def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -> dict:
-  """A run's variables at step 0: its seed's initialisation with the first n layers copied.
+  """A run's variables at step 0: its own initialisation (fresh layers re-drawn), copied layers
+  taken from its source network (as the engine's programs do: :func:`semantics.with_copied`).
 
   Args:
     spec: the run.
@@ -269,11 +186,14 @@ def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -
     ``{'params': ..., 'batch_stats': ...}``.
   """
   names = models.layer_names(model.num_layers)
-  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
-  init = models.init_variables(model, init_key(spec.seed, spec.condition), input_shape)
-  source = (_source_variables(spec, store, spec.model, dict(spec.model_kwargs))
-            if spec.condition in ('selffer', 'transfer') else None)
-  return transfer.combine(init, source, plan, names)
+  plan = semantics.plan_of(spec, model.num_layers)
+  fresh = plan.fresh if plan.fresh is not None else np.zeros_like(plan.copy)
+  init = semantics.own_init(model, spec.seed, semantics.is_base(plan), fresh, input_shape)
+  if not np.any(plan.copy):
+    return init
+  source = source_variables(spec, store, spec.model, dict(spec.model_kwargs))
+  copied = transfer.combine(jax.tree.map(jnp.zeros_like, init), source, plan, names)
+  return semantics.with_copied(init, copied, plan.copy, names)
 
 
 def run_record(spec: RunSpec, started_at: float, **fields: Any) -> dict:
@@ -302,12 +222,12 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
 
   Args:
     spec: the run.
-    store: where records and checkpoints live; a selffer/transfer run reads its source's
+    store: where records and checkpoints live; a run that copies layers reads its source's
       checkpoint from here (or from ``spec.source_checkpoint``).
     data_dir: TFDS data directory (None: the default).
     on_eval: called with each curve point as it is measured.
-    keep_weights: save the final weights as a checkpoint; default: scratch runs only (they are
-      the base nets and the source networks of transfers).
+    keep_weights: save the final weights as a checkpoint; default: base nets only (they are
+      the source networks of transfers).
     checkpoint_every: save a progress checkpoint every so many steps (0: never). It does not
       change the result, so it is not part of the run's spec.
 
@@ -321,13 +241,12 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   kwargs = dict(spec.model_kwargs)
   model = models.build_model(spec.model, data.num_classes, **kwargs)
   names = models.layer_names(model.num_layers)
-  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+  plan = semantics.plan_of(spec, model.num_layers)
   variables = starting_variables(spec, model, data.input_shape, store)
   tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'],
                                hyper['lr_decay_every'], hyper['lr_decay_factor'])
-  dropout_key = jax.random.fold_in(jax.random.key(spec.seed), 2)
-  state = training.create_state(variables, plan, names, tx, dropout_key)
-  data_rng = np.random.default_rng([spec.seed, zlib.crc32(spec.target.name.encode())])
+  state = training.create_state(variables, plan, names, tx, semantics.dropout_key(spec.seed),
+                                hyper['steps'])
   record = run_record(spec, start, num_layers=model.num_layers, layer_names=names)
   progress_dir = store.progress_dir(spec.run_id)
   resume = load_progress(progress_dir, state)
@@ -336,18 +255,14 @@ def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None 
   try:
     state, curve = training.train_loop(
         model, tx, state, train_data, test_data, steps=hyper['steps'],
-        batch_size=hyper['batch_size'], eval_every=hyper['eval_every'], data_rng=data_rng,
-        on_eval=on_eval, resume=resume, save_every=checkpoint_every,
-        save=functools.partial(save_progress, progress_dir))
-    record.update(status='complete', curve=curve)
+        batch_size=hyper['batch_size'], eval_every=hyper['eval_every'],
+        data_rng=semantics.data_rng(spec.seed, spec.target.name), on_eval=on_eval, resume=resume,
+        save_every=checkpoint_every, save=functools.partial(save_progress, progress_dir))
+    record.update(semantics.outcome(curve, None))
   except training.Diverged as e:
-    record.update(status='failed', error=str(e), diverged_at_step=e.step, curve=e.curve)
-  if keep_weights is None:
-    keep_weights = spec.condition == 'scratch'
-  if record['status'] == 'complete' and keep_weights:
-    save_weights(spec, store, {'params': state.params, 'batch_stats': state.batch_stats}, data)
-  record['finished_at'] = time.time()
-  record['wall_time_s'] = round(record['finished_at'] - start, 3)
-  store.write_record(record)
+    record.update(semantics.outcome(e.curve, e.step))
+  keep = semantics.is_base(plan) if keep_weights is None else keep_weights
+  semantics.finish(spec, store, record, {'params': state.params, 'batch_stats': state.batch_stats},
+                   data, keep, started_at=start)
   shutil.rmtree(progress_dir, ignore_errors=True)  # Only once the record is safely written.
   return record

@@ -240,7 +240,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''
   # Execution settings (not part of any run's spec: they never change a result).
   c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
-  # harness/packing.py (strategy, pack_size, concurrent_runs: runs trained at once in threads,
+  # harness/engine (strategy, pack_size, concurrent_runs: runs trained at once in threads,
   # 0 = one per CPU core on CPU) and harness/runner.py (workers: processes of the local
   # executor, each pinned to a CPU core)
   c.execution = ml_collections.ConfigDict(dict(strategy='auto', pack_size=0, concurrent_runs=0,

@@ -1,10 +1,10 @@
 """Jit-compiled training of one run: optimizer, pure train step, evaluation schedule, loop.
 
-Freezing is a mask on the optimizer's output, applied *after* weight decay (as in big_vision),
-so a frozen parameter gets neither a gradient update nor weight decay and stays bit-identical.
-The masks, the learning rate schedule's position and the PRNG key are data in
-:class:`TrainState`, never program structure: the step compiles once per (model, optimizer,
-batch shape) and serves every condition, n and seed.
+A plan's per-layer learning-rate multipliers scale the optimizer's output, *after* weight decay
+(as big_vision's masks), so a frozen layer (multiplier 0) gets neither a gradient update nor
+weight decay and stays bit-identical. The multipliers and their phases, the learning rate
+schedule's position and the PRNG key are data in :class:`TrainState`, never program structure:
+the step compiles once per (model, optimizer, batch shape) and serves every plan and seed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,43 @@ class Diverged(Exception):
     self.curve = curve  # the evaluations before divergence
 
 
+MAX_PHASES = 4  # rows of a schedule's multiplier table: one shape, one program, any plan
+NEVER = np.iinfo(np.int32).max  # start step of an unused phase row
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSchedule:
+  """A plan's per-layer learning-rate multipliers over a run, as fixed-shape arrays.
+
+  Row p of ``multipliers`` applies from step ``starts[p]`` on (``starts[0] == 0``; unused rows
+  start at :data:`NEVER`), so every plan of a model has one shape and one compiled step.
+  """
+  multipliers: np.ndarray  # float32 (MAX_PHASES, L); 0 = frozen
+  starts: np.ndarray       # int32 (MAX_PHASES,)
+
+  @classmethod
+  def of(cls, plan: transfer.Plan, steps: int) -> 'TrainSchedule':
+    """The schedule of ``plan`` for a run of ``steps`` steps: phase k starts at step
+    ``round(start * steps)``."""
+    rows = [plan.train, *(phase.train for phase in plan.phases)]
+    if len(rows) > MAX_PHASES:
+      raise ValueError(f'a plan has at most {MAX_PHASES - 1} later phases, not {len(rows) - 1}')
+    starts = [0, *(round(phase.start * steps) for phase in plan.phases)]
+    pad = MAX_PHASES - len(rows)
+    return cls(np.asarray([*rows, *[rows[-1]] * pad], np.float32),
+               np.asarray([*starts, *[NEVER] * pad], np.int32))
+
+  def frozen_throughout(self) -> np.ndarray:
+    """1 where a layer is frozen in every phase (its outputs can be computed once)."""
+    return np.all(self.multipliers == 0, axis=0).astype(np.float32)
+
+
+def leading_frozen(schedule: TrainSchedule) -> int:
+  """The number of leading layers frozen in every phase of a run."""
+  frozen = schedule.frozen_throughout()
+  return int(np.argmin(frozen)) if not np.all(frozen) else len(frozen)
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training (a pytree; donated to each step)."""
@@ -40,10 +77,14 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  trainable: Any        # per-leaf float mask over params: 1 = updated
-  stats_trainable: Any  # per-leaf float mask over batch_stats: 1 = running averages updated
-  frozen: jax.Array     # per-layer vector (L,): 1 = frozen (batch norm uses running stats)
-  rng: jax.Array        # dropout key; folded with the step inside the step
+  multipliers: jax.Array  # (MAX_PHASES, L) per-layer learning-rate multipliers (TrainSchedule)
+  starts: jax.Array       # (MAX_PHASES,) the step each row applies from
+  rng: jax.Array          # dropout key; folded with the step inside the step
+
+  def multiplier(self) -> jax.Array:
+    """The per-layer learning-rate multipliers at the current step (L,)."""
+    row = jnp.sum(self.step >= self.starts) - 1
+    return self.multipliers[row]
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,30 +114,45 @@ def make_optimizer(lr: float, momentum: float, weight_decay: float, lr_decay_eve
 
 
 def create_state(variables: Mapping[str, Any], plan: transfer.Plan, names: Sequence[str],
-                 tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
-  """Starting state of a run.
+                 tx: optax.GradientTransformation, rng: jax.Array, steps: int = 0) -> TrainState:
+  """Starting state of a run (see :func:`initial_state`).
 
   Args:
     variables: the target network's starting ``{'params', 'batch_stats'}`` (after copying).
-    plan: the condition's per-layer flags.
+    plan: the condition's per-layer plan.
     names: the model's layer names.
     tx: the optimizer.
     rng: key for dropout.
+    steps: the run's length (places the plan's later phases).
 
   Returns:
-    The :class:`TrainState` at step 0.
+    The :class:`TrainState` at step 0, committed to the default device.
   """
+  # Committed to one device, as the step's outputs are: jit keys its cache on whether arguments
+  # are committed, so a mix (fresh init vs. restored checkpoint layers) recompiled per condition.
+  return jax.device_put(initial_state(variables, TrainSchedule.of(plan, steps), names, tx, rng),
+                        jax.devices()[0])
+
+
+def initial_state(variables: Mapping[str, Any], schedule: TrainSchedule, names: Sequence[str],
+                  tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  """The state at step 0 from starting variables (traceable: the programs call it too).
+
+  Args:
+    variables: the starting ``{'params', 'batch_stats'}``.
+    schedule: the per-layer multipliers and their phases.
+    names: the model's layer names (the multipliers' order).
+    tx: the optimizer.
+    rng: key for dropout.
+  """
+  del names  # the multipliers are indexed by layer position, as models.layer_names orders them
   # Own copies: the state is donated to the step, and copied layers alias the source network's
   # arrays, which later runs of the sweep copy again.
   params = jax.tree.map(jnp.array, variables['params'])
   batch_stats = jax.tree.map(jnp.array, variables['batch_stats'])
-  # Committed to one device, as the step's outputs are: jit keys its cache on whether arguments
-  # are committed, so a mix (fresh init vs. restored checkpoint layers) recompiled per condition.
-  return jax.device_put(TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-      opt_state=tx.init(params), trainable=transfer.leaf_mask(params, names, plan.train),
-      stats_trainable=transfer.leaf_mask(batch_stats, names, plan.train),
-      frozen=jnp.asarray(plan.frozen), rng=rng), jax.devices()[0])
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), multipliers=jnp.asarray(schedule.multipliers),
+                    starts=jnp.asarray(schedule.starts), rng=rng)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -114,19 +170,22 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
     tx: the optimizer (static).
     start: ``x`` is the output of ``layer{start}`` (static; 0 = the input): the first ``start``
       layers must be frozen, they are neither run, differentiated nor touched by the optimizer
-      (their parameters and optimizer state are passed through as they are; ``harness.packing``).
+      (their parameters and optimizer state are passed through as they are; ``harness.engine``).
 
   Returns:
     The new state and ``{'loss': ...}``.
   """
   rng = jax.random.fold_in(state.rng, state.step)
-  skipped = frozenset(models.layer_names(model.num_layers)[:start])
+  names = models.layer_names(model.num_layers)
+  skipped = frozenset(names[:start])
+  multiplier = state.multiplier()
+  frozen = (multiplier == 0).astype(jnp.float32)
   live = lambda tree: {name: sub for name, sub in tree.items() if name not in skipped}
 
   def loss_fn(live_params):
     logits, updated = model.apply(
         {'params': {**state.params, **live_params}, 'batch_stats': state.batch_stats}, x,
-        train=True, frozen=state.frozen, start=start, mutable=['batch_stats'],
+        train=True, frozen=frozen, start=start, mutable=['batch_stats'],
         rngs={'dropout': rng})
     return cross_entropy(logits, y), updated.get('batch_stats', {})
 
@@ -134,15 +193,17 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
   (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   opt_state = _layers_of_state(state.opt_state, state.params, live)
   updates, opt_state = tx.update(grads, opt_state, params)
-  # Frozen = no update and no weight decay: the mask comes after the whole optimizer chain.
-  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u, jnp.zeros_like(u)), updates,
-                         live(state.trainable))
+  # The multiplier scales the whole update, after the optimizer chain: frozen (0) = no update
+  # and no weight decay; 1 multiplies by one, exactly.
+  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u * m, jnp.zeros_like(u)), updates,
+                         transfer.leaf_mask(live(state.params), names, multiplier))
   params = {**state.params, **optax.apply_updates(params, updates)}
   opt_state = _layers_of_state(state.opt_state, state.params, lambda old, new: {**old, **new},
                                opt_state)
   # Batch-norm running statistics of frozen layers stay as copied.
-  new_stats = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old),
-                           new_stats, state.batch_stats, state.stats_trainable)
+  stats_mask = transfer.leaf_mask(state.batch_stats, names, multiplier)
+  new_stats = jax.tree.map(lambda new, old, m: jnp.where(m > 0, new, old), new_stats,
+                           state.batch_stats, stats_mask)
   return state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                        opt_state=opt_state), {'loss': loss}
 
@@ -181,17 +242,26 @@ def compiled_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return jax.jit(functools.partial(fn, model=model, tx=tx), donate_argnums=0)
 
 
+def eval_sums(model: nn.Module, variables, x, y, valid, start: int = 0):
+  """(sum of losses, number correct) over the valid rows of a padded batch: the one definition
+  of evaluation (every strategy's programs call it).
+
+  Args:
+    model: the flax module.
+    variables: ``{'params', 'batch_stats'}``.
+    x, y, valid: the batch (``x``: the output of ``layer{start}``; 0 = the input) and its mask.
+    start: static; the layer whose output ``x`` is.
+  """
+  logits = model.apply(variables, x, train=False, start=start)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = (jnp.argmax(logits, -1) == y)
+  return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(jnp.where(valid, correct, 0))
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_eval(model: nn.Module) -> Callable:
-  """Jitted evaluation of one padded batch: (sum of losses, number correct) over valid rows."""
-
-  def evaluate(variables, x, y, valid):
-    logits = model.apply(variables, x, train=False)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    correct = (jnp.argmax(logits, -1) == y)
-    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(jnp.where(valid, correct, 0))
-
-  return jax.jit(evaluate)
+  """Jitted :func:`eval_sums` of one padded batch."""
+  return jax.jit(functools.partial(eval_sums, model))
 
 
 def _num_examples(data) -> int:
@@ -272,6 +342,17 @@ def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator) 
       yield perm[start:start + batch_size]
 
 
+def diverged(step: int, loss: float, train_loss: float) -> bool:
+  """The divergence check: a non-finite test loss, or training loss after step 0."""
+  return not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss)))
+
+
+def curve_point(step: int, accuracy, loss, train_loss) -> dict:
+  """One point of a run's curve, as records store it."""
+  return {'step': step, 'accuracy': float(accuracy), 'loss': float(loss),
+          'train_loss': float(train_loss)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Progress:
   """Where an unfinished run stands: enough to continue it exactly (see :func:`train_loop`)."""
@@ -330,9 +411,9 @@ def train_loop(model: nn.Module, tx: optax.GradientTransformation, state: TrainS
       save(Progress(state=state, curve=list(curve), train_loss=train_loss))
     if step in schedule:
       accuracy, loss = evaluate(model, state, test_data)
-      if not (math.isfinite(loss) and (step == 0 or math.isfinite(train_loss))):
+      if diverged(step, loss, train_loss):
         raise Diverged(step, curve)
-      point = {'step': step, 'accuracy': accuracy, 'loss': loss, 'train_loss': train_loss}
+      point = curve_point(step, accuracy, loss, train_loss)
       curve.append(point)
       if on_eval:
         on_eval(point)

@@ -127,10 +127,6 @@ def test_a_sweep_runs_a_new_condition_by_naming_it(data_dir):
   assert reinit.source_run == base_a.run_id and reinit.source == base_a.target != reinit.target
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="this branch's engine loads a source network only for selffer and "
-                   "transfer, by name; the plan-driven engine (helper E) passes it: drop the mark "
-                   "when merging")
 def test_reinit_head_runs_through_a_sweep_and_equals_anb_plus_at_n_l_minus_1(data_dir, tmp_path):
   """The new row end to end: the sweep names it, the engine runs its plan. Its plan is AnB+'s at
   n = L-1 with the same source network and init, so the curves must be equal, bit for bit."""

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from harness import runner, runs, sweeps
+from harness import engine, runner, runs, sweeps
 from harness.results import ResultsStore
 from tests.test_packing import _assert_same_curves as assert_same_curves
 from tests.test_sweeps import tiny_config
@@ -144,7 +144,7 @@ LONGER = ('--config.seeds=8', '--config.train.steps=1000', '--config.train.eval_
 
 def _sweep_command(data_dir, results, checkpoint_every=0, changes=()):
   """The sweep as a subprocess; runs with steps > checkpoint_every > 0 take the per-run path
-  (progress checkpoints), the others the packed one (harness.packing)."""
+  (progress checkpoints), the others the engine's strategies (harness.engine)."""
   sweep = os.path.join(ROOT, 'tests', 'tiny_sweep.py')
   return [sys.executable, '-m', 'transferbench.cli', 'run', sweep, '--arg', data_dir, '--results',
           str(results), '--no-progress', *OVERRIDES, f'--config.checkpoint_every={checkpoint_every}',
@@ -227,7 +227,7 @@ def test_two_workers_on_one_results_directory_never_run_a_run_twice(data_dir, tm
   assert all(w.returncode == 0 for w in workers), [o[1][-1000:] for o in outputs]
   # A transfer whose source the other worker was still training waits for it, then takes the
   # per-run path: equal to the packed path's curves to float tolerance (tests/test_packing.py).
-  num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
+  num_test = min(len(engine.device_task(spec.target, data_dir)[2][1])
                  for spec in sweeps.expand(_config(data_dir, 0)))
   _check_same_results_once_each(results, uninterrupted(0), num_test)
   # Both did part of the work (the second worker skips what the first holds, and vice versa).
@@ -245,7 +245,7 @@ def test_local_executor_with_two_worker_processes_runs_each_run_once(data_dir, t
                         cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'programs compiled over 2 worker processes' in done.stdout
-  num_test = min(len(runs.device_task(spec.target, data_dir)[2][1])
+  num_test = min(len(engine.device_task(spec.target, data_dir)[2][1])
                  for spec in sweeps.expand(_config(data_dir, 0)))
   records = _check_same_results_once_each(results, uninterrupted(0, LONGER), num_test)
   pids = {a['pid'] for run_id in records for a in ResultsStore(results).attempts(run_id)}

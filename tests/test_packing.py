@@ -1,4 +1,4 @@
-"""Packed execution (harness.packing): same curves as the per-run path, one program per family."""
+"""The engine's strategies (harness.engine): same curves as the per-run path, one program per family."""
 
 import json
 import os
@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from harness import compilation, packing, runner, runs, sweeps, transfer
+from harness import compilation, engine, runner, runs, sweeps, transfer
+from harness.engine import family as families
 from harness.results import ResultsStore
 from tests.test_sweeps import tiny_config
 
@@ -49,7 +50,7 @@ def test_packed_and_unpacked_training_give_the_per_run_curves(per_run, strategy,
   report = runner.run_sweep(config, tmp_path, progress=False)
   assert report.failed == [] and report.execution['remaining'] == 0
   store = ResultsStore(tmp_path)
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), _curves(store, specs), num_test)
   record = store.read_record(specs[-1].run_id)
   assert record['execution']['strategy'] == strategy
@@ -83,7 +84,7 @@ def test_frozen_prefix_outputs_computed_once_give_the_per_run_curves(model, data
     specs = sweeps.expand(config)
     curves[strategy] = _curves(store, specs)
   _assert_frozen_prefix_computed_once(store, specs, expected=True)
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(curves['per_run'], curves['sequential'], num_test)
 
 
@@ -110,7 +111,7 @@ def test_concurrent_runs_give_the_same_records_and_reuse_frozen_outputs(per_run,
         reused = store.read_record(spec.run_id)['execution']['frozen_prefix_reused']
         assert reused == max(0, frozen - 1), (spec.describe(), reused)
   assert curves[1] == curves[2]  # the same programs on the same inputs: equal to the bit
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), curves[2], num_test)
 
 
@@ -122,13 +123,25 @@ def test_prefix_keys_identify_equal_leading_layers(data_dir):
   def keys(condition, n, seed):
     spec, = [s for s in specs if (s.condition, s.n_layers, s.seed, s.fine_tuned)
              == (condition, n, seed, False)]
-    return packing.prefix_keys(spec, transfer.make_plan(condition, n, False, 3))
+    return engine.prefix_keys(spec, transfer.make_plan(condition, n, False, 3))
 
   bnb1, bnb2, anb1 = keys('selffer', 1, 0), keys('selffer', 2, 0), keys('transfer', 1, 0)
   assert len(bnb1) == 2 and bnb1[0] == bnb2[0] and bnb1[1] != bnb2[1]  # layer 2: own init, copied
   assert anb1[0] != bnb1[0] and keys('selffer', 1, 1)[0] != bnb1[0]  # other source networks
   assert keys('random_frozen', 1, 0) == keys('random_frozen', 2, 0)  # one seed's initial weights
   assert keys('random_frozen', 1, 1)[0] != keys('random_frozen', 1, 0)[0]
+
+
+def test_prefix_keys_tell_fresh_layers_from_own_init(data_dir):
+  """A re-initialised layer starts from another draw than the layer's own init: runs must not
+  share its frozen outputs."""
+  spec = [s for s in sweeps.expand(tiny_config(data_dir)) if s.condition == 'random_frozen'][0]
+  frozen = np.array([0, 0, 1], np.float32)
+  own = transfer.Plan(copy=np.zeros(3, np.float32), train=frozen)
+  fresh = transfer.Plan(copy=np.zeros(3, np.float32), train=frozen,
+                        fresh=np.array([0, 1, 0], np.float32))
+  own_keys, fresh_keys = engine.prefix_keys(spec, own), engine.prefix_keys(spec, fresh)
+  assert own_keys[0] == fresh_keys[0] and own_keys[1] != fresh_keys[1]
 
 
 def test_one_training_program_per_family(per_run, data_dir, tmp_path):
@@ -151,64 +164,62 @@ def test_program_compiled_from_shapes_is_the_one_runs_call(strategy, size, data_
   config = tiny_config(data_dir)
   config.model_kwargs.hidden = (16, 11) if strategy == 'fused' else (16, 9)  # new to this process
   spec = sweeps.expand(config)[0]
-  chosen = packing.choose_strategy(strategy, 'cpu', spec.model)
-  family = packing._make_family(spec, spec.target, str(data_dir), chosen)
+  chosen = engine.choose_strategy(strategy, 'cpu', spec.model)
+  family = families.make_family(spec, str(data_dir), chosen.depths)
   with compilation.CompileCounter() as ahead:
-    packing._compile_ahead(family, chosen, size)
+    chosen.compile_ahead(family, size)
   assert ahead.xla + ahead.cache_hits >= 1
   assert family.built is None  # compiled from shapes alone
   specs = [s for s in sweeps.expand(config) if s.condition == 'scratch'][:size]
-  inputs = packing._run_inputs(specs, family, ResultsStore(tmp_path), chosen.pack)
+  inputs = families.run_inputs(specs, family, ResultsStore(tmp_path), chosen.packs)
   with compilation.CompileCounter() as call:
-    _, metrics, _ = packing._train_in_program(family, inputs, chosen.pack, family.schedule())
+    _, metrics, _ = chosen.call(family, inputs)
   assert call.xla + call.cache_hits == 0  # the call found the program compiled
-  assert packing._family_run_program(family, chosen.pack)._cache_size() == 1
+  assert chosen.program(family)._cache_size() == 1
   assert np.all(np.isfinite(metrics[..., :2]))  # accuracy and test loss (train loss: NaN at step 0)
 
 
 def test_frozen_outputs_read_the_training_rows_in_place(data_dir):
   """Computing a run's frozen-layer outputs inside the program makes no copy of the training or
-  test rows: the program's scratch memory is well under their size. (Copies joining them took
-  263 MB of scratch on the benchmark sweep's MNIST, written to fresh pages on the program's
-  first call, which took 1.52 s instead of 0.87 s; now 11 MB.)"""
+  test rows: the program's scratch memory is well under their size (docs/performance.md)."""
   config = tiny_config(data_dir)
   config.model_kwargs.hidden = (16, 7)  # a model no other test compiled in this process
   spec = sweeps.expand(config)[0]
-  chosen = packing.choose_strategy('fused', 'cpu', spec.model)
-  family = packing._make_family(spec, spec.target, str(data_dir), chosen)
+  chosen = engine.choose_strategy('fused', 'cpu', spec.model)
+  family = families.make_family(spec, str(data_dir), chosen.depths)
   assert family.depths.switch and family.depths.depths == (0, 1, 2)
   shapes = family.shapes
   rows_bytes = lambda a: int(np.prod(a.shape)) * a.dtype.itemsize
   inputs = rows_bytes(shapes.x_train) + rows_bytes(shapes.x_test)
-  compiled = packing._compile_ahead(family, chosen, 1)
+  compiled = chosen.compile_ahead(family, 1)
   assert compiled.memory_analysis().temp_size_in_bytes < inputs / 2
 
 
 def test_balanced_packs_pad_little():
-  assert packing.balanced_pack_size(1, 8) == 1      # a lone base net is not padded to 8
-  assert packing.balanced_pack_size(15, 8) == 8     # 2 packs: 1 slot of padding
-  assert packing.balanced_pack_size(17, 8) == 6     # 3 packs of 6, not 3 of 8
-  assert packing.balanced_pack_size(3, 8, devices=4) == 4
+  assert engine.balanced_pack_size(1, 8) == 1      # a lone base net is not padded to 8
+  assert engine.balanced_pack_size(15, 8) == 8     # 2 packs: 1 slot of padding
+  assert engine.balanced_pack_size(17, 8) == 6     # 3 packs of 6, not 3 of 8
+  assert engine.balanced_pack_size(3, 8, devices=4) == 4
   for n in range(1, 40):
-    size = packing.balanced_pack_size(n, 8)
+    size = engine.balanced_pack_size(n, 8)
     packs = -(-n // size)
     assert size <= 8 and packs == -(-n // 8) and packs * size - n < packs
 
 
 def test_strategy_choice_per_backend_and_override():
-  assert packing.choose_strategy('auto', 'cpu', 'mlp/3x256').name == 'fused'
-  assert packing.choose_strategy('auto', 'cpu', 'cnn/small').name == 'sequential'
-  assert packing.choose_strategy('auto', 'gpu', 'cnn/small').name == 'vmap'
-  assert packing.choose_strategy('fused', 'gpu', 'cnn/small').name == 'fused'
+  assert engine.choose_strategy('auto', 'cpu', 'mlp/3x256').name == 'fused'
+  assert engine.choose_strategy('auto', 'cpu', 'cnn/small').name == 'sequential'
+  assert engine.choose_strategy('auto', 'gpu', 'cnn/small').name == 'vmap'
+  assert engine.choose_strategy('fused', 'gpu', 'cnn/small').name == 'fused'
   from harness.errors import UserError
   with pytest.raises(UserError, match='unknown execution strategy'):
-    packing.choose_strategy('fastest', 'cpu', 'mlp')
+    engine.choose_strategy('fastest', 'cpu', 'mlp')
 
 
 def test_bucket_pads_little_and_shares_shapes():
-  assert packing.bucket(29886) == packing.bucket(30114) == 30720
+  assert engine.bucket(29886) == engine.bucket(30114) == 30720
   for n in (1, 17, 1000, 5000, 12345, 60000):
-    assert n <= packing.bucket(n) <= n * 1.125 + 1
+    assert n <= engine.bucket(n) <= n * 1.125 + 1
 
 
 _SHARDED = r'''
@@ -238,5 +249,78 @@ def test_runs_sharded_across_four_devices_give_the_same_curves(per_run, data_dir
   config, reference = per_run
   specs = [s for s in sweeps.expand(config) if s.run_id in sharded]
   assert len(specs) == len(sharded) == 7  # baseA, baseB; BnB, BnB+, AnB, AnB+, random at n=1
-  num_test = runs.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
   _assert_same_curves(_curves(reference, specs), sharded, num_test)
+
+
+def _new_field_plans(spec, num_layers):
+  """Plans using every new field, in place of the tiny sweep's n = 1 conditions (seed 0):
+  a multiplier of 0.5 on a copied layer, a fresh layer, and two phase schedules (head only then
+  all; layer 1 frozen throughout, layer 2 from half-way)."""
+  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, num_layers)
+  if spec.n_layers != 1 or spec.seed != 0:
+    return plan
+  ones = np.ones(num_layers, np.float32)
+  if spec.condition == 'selffer' and spec.fine_tuned:
+    return transfer.Plan(copy=plan.copy, train=np.array([0.5, 1, 1], np.float32))
+  if spec.condition == 'transfer' and spec.fine_tuned:
+    return transfer.Plan(copy=plan.copy, train=ones, fresh=np.array([0, 1, 0], np.float32))
+  if spec.condition == 'transfer':
+    return transfer.Plan(copy=plan.copy, train=np.array([0, 0, 1], np.float32),
+                         phases=(transfer.Phase(0.5, ones),))
+  if spec.condition == 'random_frozen':
+    return transfer.Plan(copy=plan.copy, train=np.array([0, 0, 1], np.float32),
+                         phases=(transfer.Phase(0.5, np.array([0, 1, 1], np.float32)),))
+  return plan
+
+
+@pytest.fixture(scope='module')
+def new_field_runs(data_dir, tmp_path_factory):
+  """The tiny sweep (seed 0, n = 1) with :func:`_new_field_plans`, per strategy."""
+  from harness.engine import semantics
+  config = tiny_config(data_dir, seeds=1, n_layers=(1,))
+  config.model_kwargs.hidden = (16, 15)  # other programs than the other tests'
+  stores = {}
+
+  def run(name, strategy, pack_size=0):
+    config.execution.strategy = strategy
+    config.execution.pack_size = pack_size
+    stores[name] = ResultsStore(tmp_path_factory.mktemp(name))
+    assert runner.run_sweep(config, stores[name].root, progress=False).failed == []
+
+  run('unpatched', 'fused')
+  patch = pytest.MonkeyPatch()
+  patch.setattr(semantics, 'plan_of', _new_field_plans)
+  try:
+    for strategy, pack_size in (('per_run', 0), ('fused', 0), ('vmap', 4), ('sequential', 0)):
+      run(strategy, strategy, pack_size)
+  finally:
+    patch.undo()
+  return config, stores
+
+
+@pytest.mark.parametrize('strategy', ['fused', 'vmap', 'sequential'])
+def test_multipliers_fresh_layers_and_phases_give_the_per_run_curves(new_field_runs, strategy,
+                                                                     data_dir):
+  config, stores = new_field_runs
+  specs = sweeps.expand(config)
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  _assert_same_curves(_curves(stores['per_run'], specs), _curves(stores[strategy], specs), num_test)
+  # Only layers frozen in every phase are computed once (the phased random_frozen: layer 1).
+  computed = {(s.condition, s.fine_tuned): stores[strategy].read_record(s.run_id)['execution']
+              ['frozen_prefix_computed_once'] for s in specs}
+  expected = strategy != 'vmap'
+  assert computed[('random_frozen', False)] == expected and computed[('transfer', False)] == 0
+  assert computed[('selffer', False)] == expected  # unchanged plan: layer 1 frozen throughout
+
+
+def test_new_plan_fields_change_the_curves(new_field_runs):
+  """The patched plans were used: their runs' curves differ from the unpatched sweep's."""
+  config, stores = new_field_runs
+  specs = sweeps.expand(config)
+  changed = [s for s in specs if s.condition != 'scratch'
+             and not (s.condition == 'selffer' and not s.fine_tuned)]
+  assert len(changed) == 4
+  patched, unpatched = _curves(stores['fused'], specs), _curves(stores['unpatched'], specs)
+  for spec in specs:
+    assert (patched[spec.run_id] != unpatched[spec.run_id]) == (spec in changed), spec.describe()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import distributed, executors, runs, sweeps
+from harness import distributed, executors, specs, sweeps
 from transferbench.cli import main
 from harness.errors import UserError
 from harness.results import ResultsStore
@@ -65,7 +65,7 @@ def _records(results: pathlib.Path) -> dict[str, dict]:
   return {r['run_id']: r for r in ResultsStore(results).records()}
 
 
-def _expected_specs(data_dir: str) -> list[runs.RunSpec]:
+def _expected_specs(data_dir: str) -> list[specs.RunSpec]:
   config = sweeps.apply_overrides(sweeps.load_sweep('quickstart', 'tiny'), ['--config.seeds=1'])
   config.data_dir = data_dir
   return sweeps.expand(config)

@@ -115,7 +115,8 @@ def test_weight_decay_never_touches_frozen_layers():
   state = training.create_state(init, plan, names, tx, jax.random.key(0))
   zero_grads = jax.tree.map(jnp.zeros_like, state.params)
   updates, _ = tx.update(zero_grads, state.opt_state, state.params)
-  masked = jax.tree.map(lambda u, m: jnp.where(m > 0, u, 0.0), updates, state.trainable)
+  trainable = transfer.leaf_mask(state.params, names, state.multiplier())
+  masked = jax.tree.map(lambda u, m: jnp.where(m > 0, u * m, 0.0), updates, trainable)
   assert _leaves_equal(masked['layer1'], jax.tree.map(jnp.zeros_like, init['params']['layer1']))
   np.testing.assert_allclose(masked['layer2']['kernel'], -0.5 * init['params']['layer2']['kernel'])
   np.testing.assert_array_equal(masked['layer2']['bias'], 0.0)  # biases are not decayed
@@ -167,3 +168,92 @@ def test_diverging_run_raises_with_step():
   with pytest.raises(training.Diverged) as e:
     _train(model, names, init, plan, steps=50, lr=1e6)
   assert 0 < e.value.step <= 50
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan fields beyond copy/freeze: learning-rate multipliers, fresh layers, phases.
+
+def _mlp_batch():
+  model = models.build_model('mlp', 3, hidden=(8, 8))
+  names = models.layer_names(model.num_layers)
+  x = jax.random.normal(jax.random.key(5), (16, 8, 8, 1))
+  y = jnp.arange(16) % 3
+  return model, names, x, y
+
+
+def _step(model, names, train, phases=(), steps=4, n=1):
+  """``n`` plain-SGD steps (no momentum, no decay) from one init under the given multipliers."""
+  from harness.engine import semantics
+  _, _, x, y = _mlp_batch()
+  init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  plan = transfer.Plan(copy=np.zeros(3, np.float32), train=np.asarray(train, np.float32),
+                       phases=phases)
+  tx = training.make_optimizer(0.5, 0.0, 0.0)
+  state = training.create_state(init, plan, names, tx, semantics.dropout_key(0), steps)
+  states = [state]
+  for _ in range(n):
+    state, _ = training.train_step(state, x, y, model=model, tx=tx)
+    states.append(state)
+  return init, states
+
+
+def test_a_learning_rate_multiplier_scales_only_its_layers_update():
+  model, names, _, _ = _mlp_batch()
+  init, (_, full) = _step(model, names, [1, 1, 1])
+  _, (_, half) = _step(model, names, [1, 0.5, 1])
+  # One step from the same init: the same gradients, so the other layers move bit-identically.
+  assert _leaves_equal(half.params['layer1'], full.params['layer1'])
+  assert _leaves_equal(half.params['head'], full.params['head'])
+  for leaf in ('kernel', 'bias'):
+    moved_full = full.params['layer2'][leaf] - init['params']['layer2'][leaf]
+    moved_half = half.params['layer2'][leaf] - init['params']['layer2'][leaf]
+    np.testing.assert_allclose(moved_half, 0.5 * moved_full, rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(moved_full).max()) > 0
+
+
+def test_multipliers_of_one_and_zero_are_exactly_train_and_freeze():
+  """1.0 multiplies the update by one, bit for bit; 0.0 leaves the layer bit-identical."""
+  model, names, x, y = _mlp_batch()
+  init, (_, state) = _step(model, names, [0, 1, 1])
+  assert _leaves_equal(state.params['layer1'], init['params']['layer1'])
+  tx = training.make_optimizer(0.5, 0.0, 0.0)
+  grads = jax.grad(lambda p: training.cross_entropy(
+      model.apply({'params': p}, x), y))(init['params'])
+  expected = jax.tree.map(lambda p, g: p - 0.5 * g, init['params']['layer2'], grads['layer2'])
+  updates, _ = tx.update(grads, tx.init(init['params']), init['params'])
+  by_hand = jax.tree.map(lambda p, u: p + u, init['params']['layer2'], updates['layer2'])
+  assert _leaves_equal(state.params['layer2'], by_hand)
+  np.testing.assert_allclose(jax.tree.leaves(by_hand)[0], jax.tree.leaves(expected)[0], rtol=1e-6)
+
+
+def test_fresh_layers_differ_from_own_init_and_are_deterministic():
+  from harness.engine import semantics
+  model, names, _, _ = _mlp_batch()
+  fresh = np.array([0, 1, 0], np.float32)
+  own = semantics.own_init(model, 3, False, np.zeros(3, np.float32), (8, 8, 1))
+  drawn = semantics.own_init(model, 3, False, fresh, (8, 8, 1))
+  again = semantics.own_init(model, 3, False, fresh, (8, 8, 1))
+  assert _leaves_equal(drawn, again)
+  assert _leaves_equal(drawn['params']['layer1'], own['params']['layer1'])
+  assert _leaves_equal(drawn['params']['head'], own['params']['head'])
+  assert not np.array_equal(drawn['params']['layer2']['kernel'], own['params']['layer2']['kernel'])
+  # Same distribution (a re-initialisation, not noise): the kernel's scale is the init's.
+  np.testing.assert_allclose(np.std(drawn['params']['layer2']['kernel']),
+                             np.std(own['params']['layer2']['kernel']), rtol=0.3)
+
+
+def test_phases_train_the_head_only_then_every_layer():
+  """LP-FT: head only for the first half of the steps (other layers bit-exact), then all."""
+  model, names, _, _ = _mlp_batch()
+  phases = (transfer.Phase(0.5, np.ones(3, np.float32)),)
+  init, states = _step(model, names, [0, 0, 1], phases=phases, steps=4, n=4)
+  assert training.TrainSchedule.of(transfer.Plan(np.zeros(3), np.array([0, 0, 1.]), phases=phases),
+                                   4).starts[1] == 2
+  for state in states[:3]:  # steps 0, 1, 2: the switch is at step round(0.5 * 4) = 2
+    for layer in ('layer1', 'layer2'):
+      assert _leaves_equal(state.params[layer], init['params'][layer])
+  assert not _leaves_equal(states[2].params['head'], init['params']['head'])
+  for layer in ('layer1', 'layer2'):
+    assert not _leaves_equal(states[3].params[layer], states[2].params[layer])
+  assert training.leading_frozen(training.TrainSchedule.of(
+      transfer.Plan(np.zeros(3), np.array([0, 0, 1.]), phases=phases), 4)) == 0
