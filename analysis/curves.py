@@ -146,12 +146,12 @@ def _check_conditions(df: pd.DataFrame) -> None:
   if bad:
     _fail(f'unknown condition(s) {bad}: condition must be one of {", ".join(CONDITIONS)}')
   rules = (
-      ((df['condition'] == 'scratch') & (df['n_layers'] != 0),
+      ((df['condition'] == conditions_lib.BASE) & (df['n_layers'] != 0),
        'is scratch with n_layers != 0: scratch runs copy no layers, write n_layers 0'),
-      ((df['condition'] == 'selffer') & (df['source'] != df['target']),
+      ((df['condition'] == conditions_lib.SELFFER) & (df['source'] != df['target']),
        'is selffer with source != target: a selffer (BnB) copies from its own task; '
        'label it transfer or fix source'),
-      ((df['condition'] == 'transfer') & (df['source'] == df['target']),
+      ((df['condition'] == conditions_lib.TRANSFER) & (df['source'] == df['target']),
        'is transfer with source == target: that is a selffer (BnB); label it selffer'),
   )
   for mask, message in rules:
@@ -217,7 +217,7 @@ def validate_curves(curves: pd.DataFrame) -> pd.DataFrame:
   for column in ('run_id', 'target'):
     if df[column].isna().any():
       _fail(f'column {column} has missing values: give every row a {column}')
-  is_scratch = df['condition'] == 'scratch'
+  is_scratch = df['condition'] == conditions_lib.BASE
   df.loc[is_scratch, 'source'] = 'none'
   if df['source'].isna().any():
     _fail('column source has missing values for non-scratch runs: name the source task '

@@ -24,13 +24,17 @@ import pandas as pd
 from analysis import stats
 from analysis.curves import strata, target_keys
 from analysis.transfer import Settings
+from harness import conditions as conditions_lib
 
 # name -> (minuend, subtrahend, formula); cells as (condition, fine_tuned, source role).
 EFFECTS = {
-    'fragile_coadaptation': (('scratch', False, 'none'), ('selffer', False, 'target'),
+    'fragile_coadaptation': ((conditions_lib.BASE, False, 'none'),
+                             (conditions_lib.SELFFER, False, 'target'),
                              'base - BnB'),
-    'specificity': (('selffer', False, 'target'), ('transfer', False, 'source'), 'BnB - AnB'),
-    'fine_tuning_boost': (('transfer', True, 'source'), ('scratch', False, 'none'), 'AnB+ - base'),
+    'specificity': ((conditions_lib.SELFFER, False, 'target'),
+                    (conditions_lib.TRANSFER, False, 'source'), 'BnB - AnB'),
+    'fine_tuning_boost': ((conditions_lib.TRANSFER, True, 'source'),
+                          (conditions_lib.BASE, False, 'none'), 'AnB+ - base'),
 }
 EFFECT_LABELS = {
     'fragile_coadaptation': 'fragile co-adaptation (base - BnB)',
@@ -46,7 +50,7 @@ def _cell(group: pd.DataFrame, spec: tuple, n: int, source: str, target: str) ->
   """Runs of one cell of a target group; scratch ignores n and source."""
   condition, fine_tuned, role = spec
   mask = (group['condition'] == condition) & (group['fine_tuned'] == fine_tuned)
-  if condition != 'scratch':
+  if condition != conditions_lib.BASE:
     mask &= (group['n_layers'] == n) & (group['source'] == {'target': target,
                                                              'source': source}[role])
   return group[mask]
@@ -112,8 +116,8 @@ def decompose(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     keys = keys if isinstance(keys, tuple) else (keys,)
     base = dict(zip(strata(runs), keys[:-1]))
     target = keys[-1]
-    sources = sorted(set(group.loc[group['condition'] == 'transfer', 'source']))
-    n_values = sorted(set(group.loc[group['condition'] != 'scratch', 'n_layers']))
+    sources = sorted(set(group.loc[group['condition'] == conditions_lib.TRANSFER, 'source']))
+    n_values = sorted(set(group.loc[group['condition'] != conditions_lib.BASE, 'n_layers']))
     for n in n_values:
       for name, (minuend_spec, subtrahend_spec, _) in EFFECTS.items():
         roles = {minuend_spec[2], subtrahend_spec[2]}

@@ -49,6 +49,7 @@ import pandas as pd
 from analysis.rank_correlation import (ALPHA, BOOTSTRAP, BOOTSTRAP_SEED, correlation, kendall_min_p,
                                       mean_ci)
 from analysis import measures
+from harness import conditions as conditions_lib
 from harness import results as results_api
 from harness.errors import UserError
 
@@ -98,7 +99,7 @@ def _transfer_targets(records: list[dict]) -> dict[str, dict]:
   found: dict[str, dict] = {}
   for record in records:
     spec = record['spec']
-    if record.get('status') != 'complete' or spec['condition'] != 'transfer':
+    if record.get('status') != 'complete' or spec['condition'] != conditions_lib.TRANSFER:
       continue
     entry = found.setdefault(_source_of(spec), {'targets': {}, 'spec': spec})
     entry['targets'][spec['target']['name']] = tasks.TaskSpec.from_dict(spec['target'])
@@ -123,7 +124,7 @@ def find_sources(results_dir: str | pathlib.Path) -> tuple[list[Source], list[st
   found = _transfer_targets(results_api.load_records(results_dir))
   if not found:
     raise UserError(f'no complete transfer (AnB) runs in {results_dir}: estimators need a sweep '
-                    "whose conditions include 'transfer'")
+                    f"whose conditions include '{conditions_lib.TRANSFER}'")
   store = results_api.ResultsStore(results_dir)
   sources, notes = [], []
   for source_id, entry in found.items():
@@ -246,7 +247,7 @@ def measured_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE
   """
   from analysis import final_accuracy_table
   table = final_accuracy_table(results_api.load_curves(results_dir), rule=rule, k=k)
-  table = table[table['condition'] == 'transfer'].copy()
+  table = table[table['condition'] == conditions_lib.TRANSFER].copy()
   table['measure'] = table['fine_tuned'].map(MEASURES)
   return (table.drop(columns=['condition', 'fine_tuned'])
           .rename(columns={'mean': 'accuracy', 'ci': 'accuracy_ci', 'count': 'accuracy_seeds'}))
@@ -262,7 +263,7 @@ def run_accuracy(results_dir: str | pathlib.Path, rule: str = ACCURACY_RULE,
   from analysis import measures as measures_lib
   from analysis.curves import keep_complete, validate_curves
   curves, _ = keep_complete(validate_curves(results_api.load_curves(results_dir)))
-  curves = curves[curves['condition'] == 'transfer']
+  curves = curves[curves['condition'] == conditions_lib.TRANSFER]
   runs = measures_lib.run_measures(curves, measures_lib.curve_arrays(curves), k)
   source_of = {r['run_id']: _source_of(r['spec']) for r in results_api.load_records(results_dir)}
   return pd.DataFrame({'run_id': runs['run_id'], 'source_run': runs['run_id'].map(source_of),

@@ -37,6 +37,7 @@ from analysis.plotting import (  # pylint: disable=unused-import
     _new_figure, _panel_title, _plotting, _rule_label, _set_caption, _unit_of_cells,
     _unit_of_seeds, caption, caption_of, colour, depth_of, directions, mean_ci, panel_rows, same,
     save)
+from harness import conditions as conditions_lib
 
 EFFECT_STYLE = {'fragile_coadaptation': (0, 'o'), 'specificity': (3, 'D'),
                 'fine_tuning_boost': (1, '^')}
@@ -451,7 +452,7 @@ def decomposition_figure(decomposition: pd.DataFrame, k: int = DEFAULT_K):
   if decomposition.empty:
     return None
   keys = directions(decomposition.assign(condition=np.where(
-      decomposition['source'] != decomposition['target'], 'transfer', 'selffer')))
+      decomposition['source'] != decomposition['target'], conditions_lib.TRANSFER, conditions_lib.SELFFER)))
   fig, axes = _new_figure(len(keys), 2, 2.2)
   palette = sns.color_palette('colorblind')
   drawn = []

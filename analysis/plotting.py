@@ -94,7 +94,7 @@ def directions(table: pd.DataFrame) -> list[dict]:
     Dicts with the stratum columns, source and target; source == target for a target panel.
   """
   keys = strata(table)
-  transfer = table[table['condition'] == 'transfer']
+  transfer = table[table['condition'] == conditions_lib.TRANSFER]
   if len(transfer):
     pairs = transfer[keys + ['source', 'target']].drop_duplicates()
   else:
@@ -113,7 +113,7 @@ def panel_rows(table: pd.DataFrame, key: dict) -> pd.DataFrame:
   mask = table['target'] == key['target']
   for c in strata(table):
     mask &= same(table[c], key[c])
-  return table[mask & ((table['condition'] != 'transfer') | (table['source'] == key['source']))]
+  return table[mask & ((table['condition'] != conditions_lib.TRANSFER) | (table['source'] == key['source']))]
 
 
 # ---------------------------------------------------------------------------------- captions

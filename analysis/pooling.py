@@ -33,6 +33,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.curves import label, strata
+from harness import conditions as conditions_lib
 from harness.errors import UserError
 
 POOLED_KINDS = ('random_halves', 'dissimilar')
@@ -137,7 +138,7 @@ def pooled_summary(runs: pd.DataFrame, settings, measures) -> pd.DataFrame:
     of_kind = runs[runs['pair_kind'] == kind]
     if of_kind['pair'].nunique() < 2:
       continue
-    transferred = of_kind[of_kind['condition'] != 'scratch']
+    transferred = of_kind[of_kind['condition'] != conditions_lib.BASE]
     _check_scratch(transferred, kind)
     for values, cell in transferred.groupby(keys, sort=True):
       key = dict(zip(keys, values))

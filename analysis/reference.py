@@ -13,6 +13,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from harness import conditions as conditions_lib
 from harness.errors import UserError
 
 REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[1] / 'results' / 'reference'
@@ -23,16 +24,16 @@ YOSINSKI2014_CSV = REFERENCE_DIR / 'yosinski2014_summary.csv'
 # 1000 classes (netbase and the random-frozen "nolearn" nets); reduced_data = all 1000 classes
 # with fewer images per class.
 FAMILIES = {
-    'base': ('scratch', False, 'random_split'),
-    'selffer': ('selffer', False, 'random_split'),
-    'transfer': ('transfer', False, 'random_split'),
-    'selffer_ft': ('selffer', True, 'random_split'),
-    'transfer_ft': ('transfer', True, 'random_split'),
-    'natman_base': ('scratch', False, 'natman'),
-    'natman_transfer': ('transfer', False, 'natman'),
-    'netbase': ('scratch', False, 'all1000'),
-    'random_frozen': ('random_frozen', False, 'all1000'),
-    'reduced': ('scratch', False, 'reduced_data'),
+    'base': (conditions_lib.BASE, False, 'random_split'),
+    'selffer': (conditions_lib.SELFFER, False, 'random_split'),
+    'transfer': (conditions_lib.TRANSFER, False, 'random_split'),
+    'selffer_ft': (conditions_lib.SELFFER, True, 'random_split'),
+    'transfer_ft': (conditions_lib.TRANSFER, True, 'random_split'),
+    'natman_base': (conditions_lib.BASE, False, 'natman'),
+    'natman_transfer': (conditions_lib.TRANSFER, False, 'natman'),
+    'netbase': (conditions_lib.BASE, False, 'all1000'),
+    'random_frozen': (conditions_lib.RANDOM_FROZEN, False, 'all1000'),
+    'reduced': (conditions_lib.BASE, False, 'reduced_data'),
 }
 
 # The base each study's scores are normalised by in a Fig.-2-style overlay.

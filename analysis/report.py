@@ -15,6 +15,7 @@ from analysis import stats
 from analysis.curves import LABEL_ORDER, cell_keys, keep_complete, label, strata, validate_curves
 from analysis.decomposition import EFFECTS, decompose
 from analysis.transfer import MEASURES, Settings, compare_with_scratch
+from harness import conditions as conditions_lib
 from harness.errors import UserError
 
 
@@ -95,7 +96,7 @@ def _notes(runs: pd.DataFrame, summary: pd.DataFrame, excluded: dict, settings: 
                  f'best_k / last_k score (NaN; left out of those cells): lower --k, or use '
                  f'--rule last or best (e.g. {", ".join(short[:3])}).')
   notes += _missing_notes(runs, settings, arrays)
-  no_scratch = sorted(set(runs['target']) - set(runs.loc[runs['condition'] == 'scratch', 'target']))
+  no_scratch = sorted(set(runs['target']) - set(runs.loc[runs['condition'] == conditions_lib.BASE, 'target']))
   if no_scratch:
     notes.append(f'No scratch run on target(s) {", ".join(no_scratch)}: no gap is computed there.')
   pooled = summary[(summary['pairing'] == 'pooled') & (summary['measure'] == 'start')]
@@ -273,7 +274,7 @@ def _fmt_p(p: float) -> str:
 
 def _cell_header(row: pd.Series, strata_cols: list[str]) -> dict:
   out = {c: str(row[c]) for c in strata_cols}
-  out['Source → target'] = (row['target'] if row['condition'] == 'scratch'
+  out['Source → target'] = (row['target'] if row['condition'] == conditions_lib.BASE
                             else f'{row["source"]} → {row["target"]}')
   out.update({'Cond.': row['label'], 'n': str(row['n_layers'])})
   return out

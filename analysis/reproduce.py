@@ -54,6 +54,7 @@ from analysis import measures as measures_lib
 from analysis import stats
 from analysis.curves import keep_complete, label, validate_curves
 from analysis.pooling import OBSERVATION, unit_table, unit_values
+from harness import conditions as conditions_lib
 from harness.errors import UserError
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = 'reproduced', 'not reproduced', 'inconclusive'
@@ -165,7 +166,7 @@ def relative_scores(runs: pd.DataFrame) -> pd.DataFrame:
                     'or none)')
   runs = runs.assign(kind=runs['pair_kind'], group=runs['pair_kind'].map(GROUP_NAMES),
                      label=[label(c, f) for c, f in zip(runs['condition'], runs['fine_tuned'])])
-  scratch = runs[runs['condition'] == 'scratch']
+  scratch = runs[runs['condition'] == conditions_lib.BASE]
   by_seed = scratch.groupby(list(OBSERVATION))['score'].mean()
   by_target = scratch.groupby(['pair', 'target'])['score'].mean()
   keys = list(zip(runs['pair'], runs['target'], runs['seed']))

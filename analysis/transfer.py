@@ -38,6 +38,7 @@ import pandas as pd
 from analysis import measures as measures_lib
 from analysis import stats
 from analysis.curves import LABEL_ORDER, cell_keys, label, strata, target_keys
+from harness import conditions as conditions_lib
 
 
 @dataclass(frozen=True)
@@ -192,17 +193,17 @@ def compare_with_scratch(runs: pd.DataFrame, arrays: dict,
   cell_cols, group_cols = cell_keys(runs), target_keys(runs)
   out_runs, summary = [], []
   for _, group in runs.groupby(group_cols, sort=True, dropna=False):
-    level = _threshold_level(group[group['condition'] == 'scratch'], settings)
+    level = _threshold_level(group[group['condition'] == conditions_lib.BASE], settings)
     group = _group_steps(group, arrays, settings).assign(
         threshold_level=level, time_to_threshold=[
             measures_lib.time_to_threshold(*arrays[r], level) for r in group['run_id']])
-    scratch = group[group['condition'] == 'scratch']
+    scratch = group[group['condition'] == conditions_lib.BASE]
     lo, hi = measures_lib.auc_range([arrays[r] for r in scratch['run_id']])
     scratch = scratch.assign(auc=_aucs(scratch['run_id'], arrays, lo, hi), auc_step_lo=lo,
                              auc_step_hi=hi, pairing='reference')
     for key_values, cell in group.groupby(cell_cols, sort=True, dropna=False):
       key = dict(zip(cell_cols, key_values))
-      if key['condition'] == 'scratch':
+      if key['condition'] == conditions_lib.BASE:
         cell, inputs = scratch[scratch['run_id'].isin(cell['run_id'])], None
       else:
         cell, inputs = _compare_cell(cell, scratch, arrays)

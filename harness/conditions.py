@@ -178,6 +178,10 @@ _ROWS = (
 TABLE: dict[str, Condition] = {row.name: row for row in _ROWS}
 CONDITIONS: tuple[str, ...] = tuple(TABLE)
 BASE: str = next(row.name for row in _ROWS if row.source == NO_SOURCE)  # the base nets' condition
+# Yosinski et al.'s conditions by name, for the analyses that are defined on them (decomposition,
+# claim checks, published reference): the only spelling of these names outside the table.
+SELFFER, TRANSFER, RANDOM_FROZEN = 'selffer', 'transfer', 'random_frozen'
+assert {SELFFER, TRANSFER, RANDOM_FROZEN} <= set(TABLE)
 
 
 def get(name: str) -> Condition:

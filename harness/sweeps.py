@@ -232,7 +232,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.directions = ('AB',)
   c.seeds = 3       # how many seeds: first_seed, first_seed + 1, ...
   c.first_seed = 0
-  c.conditions = ('selffer', 'transfer', 'random_frozen')
+  c.conditions = (conditions.SELFFER, conditions.TRANSFER, conditions.RANDOM_FROZEN)
   c.fine_tune = (False, True)
   c.n_layers = ()
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
