@@ -4,8 +4,9 @@ The analysis accepts any table with one row per evaluation and the columns::
 
     run_id, condition, n_layers, fine_tuned, source, target, seed, step, accuracy[, loss]
 
-``condition`` is one of ``scratch`` (n_layers 0), ``selffer`` (BnB: source task == target task),
-``transfer`` (AnB: source != target) and ``random_frozen``; ``accuracy`` is a fraction in [0, 1]
+``condition`` is a name of the condition registry (:mod:`harness.conditions`): e.g. ``scratch``
+(n_layers 0), ``selffer`` (BnB: source task == target task), ``transfer`` (AnB: source != target),
+``random_frozen``, ``reinit_head``; ``accuracy`` is a fraction in [0, 1]
 (NaN marks a missing evaluation); ``step`` is the training step or iteration. Extra columns are
 kept. The optional columns ``model`` and ``examples_per_class`` are *strata*: when they take more
 than one value, every comparison is made within one stratum (a transfer run is only ever compared

@@ -153,7 +153,7 @@ def analyze(curves: pd.DataFrame, *, threshold: float = 0.9, k: int | None = Non
     threshold: time to threshold is the first step reaching threshold x the mean scratch
       asymptote on the target.
     k: evaluations averaged by the best_k and last_k asymptote rules; None: the rule's default
-      (:func:`analysis.measures.default_k`: 5 for last_k, Yosinski 2014's 10 for best_k).
+      (:func:`analysis.measures.default_k`: 3 for last_k, Yosinski 2014's 10 for best_k).
     rule: the asymptote rule used for the headline table, the threshold, the decomposition and
       the figures (default :data:`analysis.measures.DEFAULT_RULE`).
     n_boot: bootstrap resamples per comparison.

@@ -5,7 +5,7 @@ host, or one per GPU); each calls :func:`initialize`, after which ``jax.devices(
 devices of every process and a ``jax.jit`` over a mesh of them runs as one program. JAX reads the
 coordinator address, process count and process id from SLURM's variables
 (``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``); nothing is configured by hand.
-See README "Multi-host JAX for one large run" for the sbatch script.
+See docs/slurm.md, "Multi-host JAX for one large run", for the sbatch script.
 
 Outside an ``srun`` step with several tasks (a laptop, a job array task, a one-task job)
 :func:`initialize` does nothing, so code that calls it runs unchanged everywhere.

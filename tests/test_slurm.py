@@ -218,7 +218,7 @@ def test_distributed_initialize_is_a_no_op_outside_a_multi_task_step(monkeypatch
 
 
 def test_srun_processes_form_one_jax_program(slurm_cluster):
-  """The README's multi-host recipe, on two processes: jax.distributed from SLURM's variables."""
+  """docs/slurm.md's multi-host recipe, on two processes: jax.distributed from SLURM's variables."""
   proc = subprocess.run(['srun', '--ntasks=2', '--cpus-per-task=1', sys.executable, '-m',
                          'harness.distributed'], capture_output=True, text=True, timeout=300,
                         env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
