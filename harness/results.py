@@ -297,11 +297,7 @@ def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) ->
   Raises:
     UserError: the directory holds no results, or a record is corrupt.
   """
-  store = ResultsStore(results_dir)
-  if not store.runs_dir.is_dir():
-    raise UserError(f'no results in {results_dir}: expected {store.runs_dir}/<run_id>/{RECORD}; '
-                    'run `transferbench run SWEEP --results DIR` first')
-  rows = [row for record in store.records()
+  rows = [row for record in load_records(results_dir)
           if include_failed or record['status'] == 'complete' for row in record_rows(record)]
   columns = list(CURVE_COLUMNS) + ['train_loss', 'status', 'model', 'pair', 'examples_per_class']
   df = pd.DataFrame(rows, columns=columns)
