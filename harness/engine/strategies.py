@@ -20,6 +20,7 @@ uses is a table per (backend, architecture), :data:`AUTO`, overridden by
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar, Sequence
 
@@ -45,7 +46,7 @@ class RunResult:
   reused: int = 0
 
 
-class Strategy:
+class Strategy(abc.ABC):
   """How the runs of a family are trained.
 
   Attributes:
@@ -62,9 +63,9 @@ class Strategy:
   depths: ClassVar[bool | None] = None
   in_engine: ClassVar[bool] = True
 
+  @abc.abstractmethod
   def train(self, family: Family, inputs: RunInputs) -> list[RunResult]:
     """Trains a pack's runs from their inputs; one result per run of the pack."""
-    raise NotImplementedError
 
   def compile_ahead(self, family: Family, size: int) -> Any:
     """Compiles the family's programs from shapes alone (overlapping with building the data);
@@ -196,6 +197,10 @@ class PerRun(Strategy):
   """``harness.runs.train_and_evaluate``, run by ``harness.runner`` one run at a time."""
   name, summary = 'per_run', 'the per-run path (runs.train_and_evaluate)'
   in_engine = False
+
+  def train(self, family: Family, inputs: RunInputs) -> list[RunResult]:
+    # The engine hands in_engine=False families to harness.runner, which trains them spec by spec.
+    raise TypeError('per_run families are trained by harness.runner, not inside the engine')
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Vmap(), Sequential(), Fused(), PerRun())}
