@@ -295,9 +295,15 @@ def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
 
   ``running`` lists the runs without a record whose claim a live worker holds; ``pending`` the
   other runs of the sweep (``sweep.json``) that have no record yet.
+
+  Raises:
+    UserError: the directory has neither ``sweep.json`` nor ``runs/`` (not a results directory).
   """
   store = ResultsStore(results_dir)
   sweep_file = store.root / 'sweep.json'
+  if not sweep_file.is_file() and not store.runs_dir.is_dir():
+    raise UserError(f'{store.root} is not a results directory (it has no sweep.json and no runs/): '
+                    'give the directory `transferbench run` wrote, e.g. results/quickstart')
   expected: Sequence[str] = []
   if sweep_file.exists():
     expected = read_json(sweep_file).get('run_ids', [])
