@@ -23,6 +23,7 @@ with ``analysis/`` and users' notebooks (one row per evaluation)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -45,7 +46,11 @@ CURVE_COLUMNS = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'tar
 
 
 def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
-  """Writes JSON so that ``path`` either keeps its old content or has the complete new one."""
+  """Writes JSON so that ``path`` either keeps its old content or has the complete new one.
+
+  Raises:
+    OSError: as the write raised it; a full disk names ``path`` (a failed write names no file).
+  """
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
@@ -54,6 +59,11 @@ def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
+  except OSError as e:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    if e.errno == errno.ENOSPC and not e.filename:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+    raise
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise

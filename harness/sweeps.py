@@ -15,6 +15,9 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
   of long runs; execution only, not part of the runs' specs), executor ('local' or 'slurm') and
   slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+
+:data:`FIELDS` gives every field's meaning and the values it accepts (``transferbench config
+SWEEP`` prints them with the resolved values); :func:`validate` checks them before a sweep runs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ def resolve_sweep_path(sweep: str) -> pathlib.Path:
       return candidate
   known = sorted(p.stem for p in SWEEPS_DIR.glob('*.py') if not p.stem.startswith('_'))
   raise UserError(f"sweep '{sweep}' not found: give a path to a sweep file or one of {', '.join(known)}")
+
+
+def shipped() -> dict[str, str]:
+  """The sweeps in ``sweeps/``: name -> the first line of the file's docstring (read, not run)."""
+  out = {}
+  for path in sorted(SWEEPS_DIR.glob('*.py')):
+    if not path.stem.startswith('_'):
+      doc = ast.get_docstring(ast.parse(path.read_text())) or ''
+      out[path.stem] = doc.split('\n')[0]
+  return out
 
 
 def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -323,7 +336,7 @@ FIELDS: dict[str, tuple[str, str | None]] = {
                  None),
     'checkpoint_every': ('progress checkpoint of a run every so many steps (0: never); '
                          'execution only, results do not change', 'int>=0'),
-    'execution.strategy': ('how runs are trained: auto, fused, sequential, per_run '
+    'execution.strategy': ('how runs are trained: auto, vmap, fused, sequential, per_run '
                            '(harness/engine); results do not change', None),
     'execution.pack_size': ('runs trained together in one program (0: automatic)', 'int>=0'),
     'execution.concurrent_runs': ('runs trained at once in threads (0: one per CPU core on CPU)',

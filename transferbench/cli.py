@@ -1,13 +1,17 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``,
-``reproduce``, ``bench``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``config``, ``analyze``, ``estimate``,
+``reproduce``, ``data``, ``bench``.
 
-Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
+Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2; so
+does a full disk (what was written completely is kept). A closed pipe on stdout (``| head``)
+ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import os
 import pathlib
 import sys
 from types import ModuleType
@@ -55,8 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
   if args.data_dir:
     config.data_dir = args.data_dir
   results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
-  outcome = executors.get(config.executor)(config, results, progress=not args.no_progress,
-                                           wait_for_jobs=args.wait, echo=print)
+  try:
+    outcome = executors.get(config.executor)(config, results, progress=not args.no_progress,
+                                             wait_for_jobs=args.wait, echo=print)
+  except OSError as e:
+    if _disk_full(e) is None:
+      raise
+    raise UserError(f'{_disk_full_message(_disk_full(e))}; the complete runs in {results} are '
+                    'kept: free space there and run the same command again to resume') from None
   report = outcome.report
   if report is None:  # submitted to a cluster, not waited for
     return 0
@@ -115,8 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='transferbench', description='Layer-wise feature transferability studies.')
   sub = parser.add_subparsers(dest='command', required=True)
-  run = sub.add_parser('run', help='run (or resume) a sweep',
-                       description='Run a sweep; dotted overrides like --config.seeds=5 follow.')
+  from harness import sweeps
+  shipped = '\n'.join(f'  {name:<24}{doc}' for name, doc in sweeps.shipped().items())
+  run = sub.add_parser(
+      'run', help='run (or resume) a sweep', formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=f'Run a sweep (or resume it: complete runs are skipped), then print its table.\n\n'
+      f'Shipped sweeps:\n{shipped}\n\nAny config field can be overridden: --config.FIELD=VALUE '
+      '(e.g. --config.seeds=5\n--config.train.steps=1000). `transferbench config SWEEP` lists every '
+      'field, its value\nand its meaning (harness/sweeps.py, FIELDS).')
   run.add_argument('sweep', help='sweep name (sweeps/NAME.py) or path to a sweep file')
   run.add_argument('--results', help='results directory (default: results/<sweep name>)')
   run.add_argument('--arg', help='string argument passed to get_config(arg)')
@@ -125,9 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
   from harness import executors
   executors.add_arguments(run)
   run.set_defaults(func=cmd_run)
-  status = sub.add_parser('status', help='count complete, failed and pending runs of a results directory')
-  status.add_argument('results_dir')
+  status = sub.add_parser(
+      'status', help='count complete, failed and pending runs of a results directory',
+      description='Count the complete, failed, corrupt, running and pending runs of a results '
+      'directory (written by `transferbench run`) and list the failed ones with their error. '
+      'Reads only; re-running the sweep redoes failed and corrupt runs.')
+  status.add_argument('results_dir', help='a results directory, e.g. results/quickstart')
   status.set_defaults(func=cmd_status)
+  from transferbench import config_command
+  config_command.register(sub)
   from transferbench import analyze_command
   analyze_command.register(sub)
   from transferbench import estimate_command
@@ -200,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   unknown = [a for a in rest if not a.startswith('--config.')]
   if getattr(args, 'any_options', False):
     unknown = overrides = []
-  if unknown or (overrides and args.command not in ('run', 'reproduce')):
+  if unknown or (overrides and args.command not in ('run', 'reproduce', 'config')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
   try:
@@ -208,6 +230,45 @@ def main(argv: Sequence[str] | None = None) -> int:
   except UserError as e:
     print(f'transferbench: error: {e}', file=sys.stderr)
     return 2
+  except BrokenPipeError:
+    return _stdout_closed()
+  except Exception as e:
+    full = _disk_full(e)
+    if full is None:
+      raise
+    print(f'transferbench: error: {_disk_full_message(full)}: free space there and run the '
+          'command again', file=sys.stderr)
+    return 2
+
+
+def _disk_full(error: BaseException | None) -> OSError | None:
+  """The ``OSError(ENOSPC)`` in ``error``'s chain of causes, if a full disk is what failed."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _disk_full_message(error: OSError) -> str:
+  where = f' writing {error.filename}' if error.filename else ''
+  return f'the disk is full (no space left on the device{where})'
+
+
+def _stdout_closed() -> int:
+  """The reader of stdout went away (``transferbench status DIR | head -1``): stop quietly.
+
+  Python's recipe: point stdout at /dev/null so that the flush at exit does not raise again.
+  Returns 141 (128 + SIGPIPE), the status of a shell tool stopped by a closed pipe.
+  """
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  except (OSError, ValueError):  # stdout without a file descriptor (captured)
+    pass
+  return 141
 
 
 if __name__ == '__main__':
