@@ -26,6 +26,10 @@ CHECKOUT = pathlib.Path(__file__).resolve().parent.parent
 def _format_results_table(results_dir: pathlib.Path) -> str:
   """Per condition and n: mean ± 95% CI of the final target accuracy over seeds.
 
+  Runs that differ in another way than condition, n, task and seed (another model, k-shot size
+  or training config: the strata of ``analysis.curves``) are rows of their own, with leading
+  columns that say how they differ: averaging a 600-step and a 50-step run would measure neither.
+
   Args:
     results_dir: a sweep's results directory.
 
@@ -33,16 +37,22 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
     The table as text, or a note pointing at ``transferbench status`` when no run is complete.
   """
   from analysis import final_accuracy_table
+  from analysis.curves import STRATA
   from harness.results import load_curves
   curves = load_curves(results_dir)
   if curves.empty:
     return f'(no complete runs: see `transferbench status {results_dir}`)'
   table = final_accuracy_table(curves)
-  lines = [f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
+  # The pair shows in source -> target already.
+  strata = [c for c in STRATA if c in table.columns and c != 'pair']
+  widths = {c: max(len(c), *(len(str(v)) for v in table[c])) + 2 for c in strata}
+  lines = [''.join(f'{c:<{widths[c]}}' for c in strata)
+           + f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
   for row in table.itertuples(index=False):
     name = row.condition + ('+' if row.fine_tuned else '')
     ci = 'n/a' if row.ci != row.ci else f'{row.ci:.4f}'  # NaN with a single seed.
-    lines.append(f'{name:<16}{row.n_layers:>3}  {row.source + " -> " + row.target:<28}'
+    lines.append(''.join(f'{str(getattr(row, c)):<{widths[c]}}' for c in strata)
+                 + f'{name:<16}{row.n_layers:>3}  {row.source + " -> " + row.target:<28}'
                  f'{row.mean:>12.4f} ± {ci:<9}{row.count:>7}')
   return '\n'.join(lines)
 
