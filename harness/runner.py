@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from harness import compilation, engine, runs, sweeps
 from harness.engine import semantics
 from harness.errors import UserError
-from harness.results import ResultsStore, atomic_write_json, read_json
+from harness.results import ResultsStore, append_json_line, atomic_write_json, read_json
 from harness.specs import RunSpec
 
 
@@ -79,7 +79,8 @@ def run_one(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
 
 def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None = None, *,
             checkpoint_every: int = 0, strategy: str = 'auto', pack_size: int = 0,
-            concurrency: int = 0, progress: bool = True, desc: str = 'sweep') -> SweepReport:
+            concurrency: int = 0, progress: bool = True, desc: str = 'sweep',
+            record: bool = True) -> SweepReport:
   """Runs, in order, each of ``specs`` that is not complete in ``store``: the one loop of a sweep.
 
   Called in-process by the local executor and by every task of a SLURM job array on its share of
@@ -96,6 +97,8 @@ def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None 
       strategy, pack_size, concurrent_runs; see harness.engine).
     progress: show a progress bar over runs, with an ETA.
     desc: the progress bar's label.
+    record: write the execution entry (:func:`record_execution`); the local executor's
+      processes leave it to their parent, which writes one for all of them.
 
   Returns:
     A :class:`SweepReport` over ``specs``.
@@ -128,7 +131,6 @@ def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None 
   compilation.enable_persistent_cache()
   fast = engine.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
                          concurrency=concurrency, checkpoint_every=checkpoint_every, on_record=done)
-  atomic_write_json(store.root / 'execution.json', fast.to_dict())
   for spec in fast.remaining:
     bar.set_postfix_str(spec.describe())
     record = run_one(spec, store, data_dir, checkpoint_every)
@@ -136,8 +138,32 @@ def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None 
       done(spec, record)
   bar.close()
   busy = [spec.run_id for spec in todo if store.status(spec.run_id) is None]
+  execution = fast.to_dict()
+  if record:
+    execution = record_execution(store, execution, trained + len(failed))
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo), completed=trained,
-                     failed=failed, seconds=time.time() - start, busy=busy, execution=fast.to_dict())
+                     failed=failed, seconds=time.time() - start, busy=busy, execution=execution)
+
+
+def record_execution(store: ResultsStore, execution: dict, runs_ran: int) -> dict:
+  """Writes how a call ran its runs (the entry format: :mod:`harness.results`), if it ran any.
+
+  A call that ran nothing writes nothing, so ``execution.json`` keeps the provenance of the call
+  that trained the runs; every entry is also appended to ``executions.jsonl``.
+
+  Args:
+    store: the results directory.
+    execution: the engine's counts (``engine.ExecutionReport.to_dict()``, or merged over workers).
+    runs_ran: runs this call trained, complete or failed.
+
+  Returns:
+    The entry: ``execution`` with ``runs_ran`` and ``finished_at``.
+  """
+  entry = {**execution, 'runs_ran': runs_ran, 'finished_at': time.time()}
+  if runs_ran:
+    atomic_write_json(store.root / 'execution.json', entry)
+    append_json_line(store.root / 'executions.jsonl', entry)
+  return entry
 
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
@@ -183,10 +209,11 @@ def run_sweep(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
   left = [spec for spec in todo if store.status(spec.run_id) is None
           and not store.is_claimed(spec.run_id)]
   if left:  # a worker died (or stopped at a bad input): finish here, errors raised here
-    reports.append(run_here(left, store, progress=progress))
+    reports.append(run_here(left, store, progress=progress, record=False))
   execution = _merge_executions([r.execution for r in reports], workers, time.time() - start)
-  atomic_write_json(store.root / 'execution.json', execution)
   failed = [spec.run_id for spec in todo if store.status(spec.run_id) == 'failed']
+  ran = sum(store.status(spec.run_id) in ('complete', 'failed') for spec in todo)
+  execution = record_execution(store, execution, ran)
   busy = [spec.run_id for spec in todo if store.status(spec.run_id) is None]
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo),
                      completed=sum(store.status(s.run_id) == 'complete' for s in todo),
@@ -217,7 +244,7 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
   config = pickle.loads(pathlib.Path(config_path).read_bytes())
   try:
     report = execute(sweeps.expand(config), ResultsStore(results_dir), config.data_dir or None,
-                     progress=False, **execution_settings(config))
+                     progress=False, record=False, **execution_settings(config))
   except UserError:
     sys.exit(2)
   pathlib.Path(report_path).write_bytes(pickle.dumps(report))
@@ -251,7 +278,7 @@ def _run_with_workers(config, specs, store: ResultsStore, todo: list, workers: i
     try:
       if hasattr(os, 'sched_setaffinity'):
         os.sched_setaffinity(0, {cores[0]})
-      reports = [run_here(specs, store, progress=False)]
+      reports = [run_here(specs, store, progress=False, record=False)]
       for proc in procs:
         proc.wait()
     finally:
@@ -295,9 +322,15 @@ def sweep_status(results_dir: str | pathlib.Path) -> dict[str, list[str]]:
 
   ``running`` lists the runs without a record whose claim a live worker holds; ``pending`` the
   other runs of the sweep (``sweep.json``) that have no record yet.
+
+  Raises:
+    UserError: the directory has neither ``sweep.json`` nor ``runs/`` (not a results directory).
   """
   store = ResultsStore(results_dir)
   sweep_file = store.root / 'sweep.json'
+  if not sweep_file.is_file() and not store.runs_dir.is_dir():
+    raise UserError(f'{store.root} is not a results directory (it has no sweep.json and no runs/): '
+                    'give the directory `transferbench run` wrote, e.g. results/quickstart')
   expected: Sequence[str] = []
   if sweep_file.exists():
     expected = read_json(sweep_file).get('run_ids', [])

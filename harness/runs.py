@@ -7,6 +7,8 @@ does: streamed data sets too big for memory, and progress checkpoints a run resu
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import os
@@ -38,18 +40,45 @@ from harness.specs import TRAIN_DEFAULTS, RunSpec  # noqa: F401  (re-exported: h
 _ORBAX_LOCK = threading.Lock()
 
 
+# Room a checkpoint needs beyond its arrays' bytes (orbax's metadata and manifest files).
+CHECKPOINT_OVERHEAD_BYTES = 256 * 1024
+
+
 def save_checkpoint(path: pathlib.Path, variables: dict, meta: dict) -> None:
-  """Saves final weights with orbax, plus the metadata needed to reuse them as a source."""
+  """Saves final weights with orbax, plus the metadata needed to reuse them as a source.
+
+  Raises:
+    OSError: ``errno.ENOSPC`` naming ``path`` when the disk has no room for the checkpoint,
+      checked before orbax starts (a full disk inside orbax's writer threads ends in their
+      tracebacks), or reported by orbax meanwhile.
+  """
   import orbax.checkpoint as ocp  # Imported lazily: slow to import, only needed here.
   path = pathlib.Path(path).absolute()
   state_dir = path / 'state'
   if state_dir.exists():  # A crashed earlier attempt: orbax refuses to overwrite.
     shutil.rmtree(state_dir)
-  with _ORBAX_LOCK:
+  tree = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+  path.mkdir(parents=True, exist_ok=True)
+  need = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(tree)) + CHECKPOINT_OVERHEAD_BYTES
+  if shutil.disk_usage(path).free < need:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(state_dir))
+  with _ORBAX_LOCK, disk_full_as_oserror(state_dir):
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(state_dir, {'params': variables['params'], 'batch_stats': variables['batch_stats']})
+    checkpointer.save(state_dir, tree)
     checkpointer.wait_until_finished()
   atomic_write_json(path / 'meta.json', meta)
+
+
+@contextlib.contextmanager
+def disk_full_as_oserror(where: pathlib.Path):
+  """Re-raises orbax's report of a full disk (a ValueError carrying the OS error code) as
+  ``OSError(ENOSPC)`` naming ``where``, which the CLI turns into one line."""
+  try:
+    yield
+  except Exception as e:
+    if f"os_error_code='{errno.ENOSPC}'" in str(e) or os.strerror(errno.ENOSPC) in str(e):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where)) from e
+    raise
 
 
 def load_checkpoint_meta(path: str | os.PathLike) -> dict:
@@ -97,7 +126,7 @@ def save_progress(path: pathlib.Path, progress: training.Progress) -> None:
   """Checkpoints an unfinished run (weights, optimizer state, step, curve so far)."""
   import orbax.checkpoint as ocp
   meta = {'curve': progress.curve, 'train_loss': progress.train_loss}
-  with _progress_manager(path) as manager:
+  with disk_full_as_oserror(path), _progress_manager(path) as manager:
     manager.save(progress.step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(_state_tree(progress.state)), progress=ocp.args.JsonSave(meta)))
 

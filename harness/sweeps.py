@@ -15,15 +15,19 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
   of long runs; execution only, not part of the runs' specs), executor ('local' or 'slurm') and
   slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+
+:data:`FIELDS` gives every field's meaning and the values it accepts (``transferbench config
+SWEEP`` prints them with the resolved values); :func:`validate` checks them before a sweep runs.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import pathlib
 import traceback
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
@@ -42,6 +46,16 @@ def resolve_sweep_path(sweep: str) -> pathlib.Path:
       return candidate
   known = sorted(p.stem for p in SWEEPS_DIR.glob('*.py') if not p.stem.startswith('_'))
   raise UserError(f"sweep '{sweep}' not found: give a path to a sweep file or one of {', '.join(known)}")
+
+
+def shipped() -> dict[str, str]:
+  """The sweeps in ``sweeps/``: name -> the first line of the file's docstring (read, not run)."""
+  out = {}
+  for path in sorted(SWEEPS_DIR.glob('*.py')):
+    if not path.stem.startswith('_'):
+      doc = ast.get_docstring(ast.parse(path.read_text())) or ''
+      out[path.stem] = doc.split('\n')[0]
+  return out
 
 
 def load_sweep(sweep: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -140,8 +154,10 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
     The run specs; scratch runs (base nets, which are also the source networks) come first.
 
   Raises:
-    UserError: unknown condition, n out of range, bad task pair, a missing checkpoint...
+    UserError: a bad value (:func:`validate`), unknown condition, n out of range, bad task pair,
+      a missing checkpoint...
   """
+  validate(config)
   model_kwargs = _to_plain(config.model_kwargs)
   head_classes = model_kwargs.pop('num_classes', None)  # The head is sized from the task.
   num_layers = _num_layers(config.model, model_kwargs)
@@ -265,3 +281,116 @@ def slurm_defaults() -> ml_collections.ConfigDict:
       job_name='transferbench',
       dependency='afterany',  # how a phase waits for the one before: afterany or afterok
   ))
+
+
+# ----------------------------------------------------------------------------------------------
+# Every field of a sweep config: its meaning and the values it accepts. `transferbench config`
+# prints these next to the resolved values; :func:`validate` checks them before anything runs.
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+# Rule name -> (test, what it requires, a value that passes).
+RULES: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
+    'int>=1': (lambda v: _is_int(v) and v >= 1, 'an integer >= 1', 1),
+    'int>=0': (lambda v: _is_int(v) and v >= 0, 'an integer >= 0', 0),
+    '>0': (lambda v: _is_number(v) and v > 0, 'a number > 0', 0.01),
+    '>=0': (lambda v: _is_number(v) and v >= 0, 'a number >= 0', 0),
+    '[0,1)': (lambda v: _is_number(v) and 0 <= v < 1, 'a number in [0, 1)', 0.9),
+}
+
+# Field (dotted) -> (meaning, rule name or None). A field without a row fails
+# tests/test_app.py: a new field needs its meaning here.
+FIELDS: dict[str, tuple[str, str | None]] = {
+    'name': ('name of the sweep; the default results directory is results/NAME', None),
+    'model': ("architecture: mlp/3x256, cnn/small, resnet/tiny, ... (harness/models.py)", None),
+    'model_kwargs': ('keyword arguments of the model, e.g. {hidden: (32, 32)}; the head is sized '
+                     'from each task', None),
+    'pairs': ('task pairs, each a dict: kind (random_halves, partition, datasets) and its fields, '
+              'optional target_examples_per_class k for a k-shot target (harness/tasks.py)', None),
+    'directions': ("'AB': A is the source task and B the target; 'BA' the reverse", None),
+    'seeds': ('how many seeds: first_seed, first_seed + 1, ...', 'int>=1'),
+    'first_seed': ('the first seed', 'int>=0'),
+    'conditions': ('conditions to run (harness/conditions.py); base nets are always trained', None),
+    'fine_tune': ('False: copied layers frozen; True: fine-tuned (the + conditions)', None),
+    'n_layers': ('n (layers copied or kept) to run; empty: every n = 1..L-1', None),
+    'train.steps': ('SGD steps of every run', 'int>=1'),
+    'train.batch_size': ('examples per step', 'int>=1'),
+    'train.lr': ('learning rate', '>0'),
+    'train.momentum': ('SGD momentum (0: plain SGD)', '[0,1)'),
+    'train.weight_decay': ('L2 weight decay of the kernels', '>=0'),
+    'train.lr_decay_every': ('multiply the learning rate by lr_decay_factor every so many steps '
+                             '(0: constant)', 'int>=0'),
+    'train.lr_decay_factor': ('the step-decay factor', '>0'),
+    'train.eval_every': ('evaluate on the test split every so many steps (and at steps 0, 1, 2, '
+                         '4, ... below it, and at the last step)', 'int>=1'),
+    'source_checkpoint': ("'' or a run's checkpoint/ directory: the source network of every "
+                          'transfer run, instead of pretraining one', None),
+    'data_dir': ("TFDS data directory ('': $TRANSFERBENCH_DATA_DIR or ~/tensorflow_datasets)",
+                 None),
+    'checkpoint_every': ('progress checkpoint of a run every so many steps (0: never); '
+                         'execution only, results do not change', 'int>=0'),
+    'execution.strategy': ('how runs are trained: auto, vmap, fused, sequential, per_run '
+                           '(harness/engine); results do not change', None),
+    'execution.pack_size': ('runs trained together in one program (0: automatic)', 'int>=0'),
+    'execution.concurrent_runs': ('runs trained at once in threads (0: one per CPU core on CPU)',
+                                  'int>=0'),
+    'execution.workers': ('processes of the local executor, each pinned to a CPU core', 'int>=1'),
+    'executor': ("where runs execute: 'local' or 'slurm' (harness/executors.py)", None),
+    'slurm.partition': ('sbatch --partition', None),
+    'slurm.time_min': ('time limit of one array task, minutes (0: the cluster default)', 'int>=0'),
+    'slurm.gpus_per_node': ('GPUs per array task', 'int>=0'),
+    'slurm.cpus_per_task': ('CPU cores per array task', 'int>=1'),
+    'slurm.mem_gb': ("memory per array task, GB (0: the cluster's default)", '>=0'),
+    'slurm.array_parallelism': ('at most this many tasks of an array at once (0: no limit)',
+                                'int>=0'),
+    'slurm.runs_per_task': ('runs done one after the other by one array task', 'int>=1'),
+    'slurm.sbatch': ("more sbatch options, 'KEY=VALUE' strings, e.g. ('qos=high',)", None),
+    'slurm.setup': ("shell lines run before a task, e.g. ('module load cuda',)", None),
+    'slurm.job_name': ('name of the SLURM jobs', None),
+    'slurm.dependency': ('how a phase waits for the one before: afterany or afterok', None),
+}
+
+
+def flat_fields(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  """The config's fields, dotted (``train.steps``); ``model_kwargs`` and lists stay one field."""
+  out = {}
+  for key, value in config.items():
+    name = prefix + key
+    if isinstance(value, ml_collections.ConfigDict) and name != 'model_kwargs':
+      out.update(flat_fields(value, name + '.'))
+    else:
+      out[name] = _to_plain(value)
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every numeric field of a sweep config (and each pair's k) against :data:`FIELDS`.
+
+  Called before a sweep is expanded, so a bad value stops the command before anything is written.
+
+  Raises:
+    UserError: the first bad value, with what the field requires and an override that passes.
+  """
+  defaults = flat_fields(base_config())
+  for name, value in flat_fields(config).items():
+    rule = FIELDS.get(name, ('', None))[1]
+    if rule is None:
+      continue
+    test, requires, example = RULES[rule]
+    if not test(value):
+      example = defaults[name] if test(defaults.get(name)) else example
+      raise UserError(f'config.{name}={value!r} is not valid: {name} must be {requires}; '
+                      f'e.g. --config.{name}={example}')
+  for pair in _to_plain(config.get('pairs', [])):
+    k = pair.get('target_examples_per_class') if isinstance(pair, dict) else None
+    if k is not None and not RULES['int>=1'][0](k):
+      raise UserError(f'target_examples_per_class={k!r} in pair {pair} is not valid: it must be '
+                      'an integer >= 1 (examples per class of the k-shot target); leave it out '
+                      'for every example')

