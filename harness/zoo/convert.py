@@ -1,0 +1,220 @@
+"""Checkpoint files of public networks -> the harness's Flax variables (``harness.zoo.nets``).
+
+Every supported ``--arch`` is a row of :data:`ZOO`: the model variant it becomes, the function
+naming the original parameter of each Flax variable, and where its PyTorch definition lives (for
+``harness.zoo.verify``). The conversion is driven by the Flax side: every variable of the
+architecture must find its parameter in the file with the right shape, and the file may hold
+nothing else, so a file of another architecture is refused at its first mismatching parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+from typing import Callable, Mapping
+
+import jax
+import numpy as np
+
+from harness import models
+from harness.errors import UserError
+from harness.zoo.nets import IMAGENET_MEAN, IMAGENET_STD
+
+# Parameters a PyTorch state_dict holds that have no Flax counterpart and change no output.
+IGNORED = re.compile(r'.*\.num_batches_tracked$')
+
+_BN = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}
+
+
+def _resnet_key(path: tuple[str, ...]) -> str:
+  """torchvision/timm ResNet key of a Flax variable path (layer, [block], module, leaf)."""
+  layer, *inner, leaf = path
+  if layer == models.HEAD:
+    return f'fc.{"weight" if leaf == "kernel" else "bias"}'
+  module = inner[-1]
+  torch_leaf = 'weight' if leaf == 'kernel' else _BN[leaf]
+  module = {'downsample_conv': 'downsample.0', 'downsample_bn': 'downsample.1'}.get(module, module)
+  if layer == 'layer1':  # the stem
+    return f'{module}.{torch_leaf}'
+  stage, block = int(layer[len('layer'):]) - 1, int(inner[0][len('block'):])
+  return f'layer{stage}.{block}.{module}.{torch_leaf}'
+
+
+def _vgg_key(blocks) -> Callable[[tuple[str, ...]], str]:
+  """torchvision VGG key of a Flax variable path: ``features.i`` counts convs, ReLUs and pools."""
+  index, position = {}, 0
+  for b, widths in enumerate(blocks):
+    for c in range(len(widths)):
+      index[(f'layer{b + 1}', f'conv{c}')] = position
+      position += 2  # the conv and its ReLU
+    position += 1    # the max pool
+  dense = {f'layer{len(blocks) + 1}': 0, f'layer{len(blocks) + 2}': 3, models.HEAD: 6}
+
+  def key(path):
+    layer, *inner, leaf = path
+    torch_leaf = 'weight' if leaf == 'kernel' else 'bias'
+    if layer in dense:
+      return f'classifier.{dense[layer]}.{torch_leaf}'
+    return f'features.{index[(layer, inner[0])]}.{torch_leaf}'
+
+  return key
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooArch:
+  """One importable network: model variant, key naming, PyTorch definition, input transform."""
+  model: str
+  key: Callable[[tuple[str, ...]], str]
+  library: str            # 'torchvision' or 'timm': where verify builds the original
+  constructor: str        # its model function in that library
+  source: str             # the data set it was trained on (the checkpoint's source task)
+  mean: tuple = IMAGENET_MEAN
+  std: tuple = IMAGENET_STD
+  image_size: int = 224
+
+
+_VGG11 = models.VARIANTS['zoo/vgg11'][1]['blocks']
+_VGG16 = models.VARIANTS['zoo/vgg16'][1]['blocks']
+
+ZOO: dict[str, ZooArch] = {
+    'tv_resnet18': ZooArch('zoo/resnet18', _resnet_key, 'torchvision', 'resnet18', 'imagenet2012'),
+    'tv_resnet50': ZooArch('zoo/resnet50', _resnet_key, 'torchvision', 'resnet50', 'imagenet2012'),
+    'tv_vgg11': ZooArch('zoo/vgg11', _vgg_key(_VGG11), 'torchvision', 'vgg11', 'imagenet2012'),
+    'tv_vgg16': ZooArch('zoo/vgg16', _vgg_key(_VGG16), 'torchvision', 'vgg16', 'imagenet2012'),
+    'timm_resnet50': ZooArch('zoo/resnet50', _resnet_key, 'timm', 'resnet50', 'imagenet2012'),
+}
+
+
+def get_arch(name: str) -> ZooArch:
+  """The row of ``--arch NAME``.
+
+  Raises:
+    UserError: unknown name.
+  """
+  if name not in ZOO:
+    raise UserError(f"unknown --arch '{name}': choose one of {', '.join(ZOO)}")
+  return ZOO[name]
+
+
+def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+  """A checkpoint file's parameters as NumPy arrays: ``.safetensors`` (no torch needed) or a
+  PyTorch ``.pth``/``.pt`` state_dict (read with ``torch.load(weights_only=True)``).
+
+  Raises:
+    UserError: no such file, an unknown suffix, or a file that is not a flat state_dict.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise UserError(f'no checkpoint file {path}: give the path of a .pth or .safetensors file')
+  if path.suffix == '.safetensors':
+    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    try:
+      return dict(load_file(str(path)))
+    except Exception as e:  # safetensors raises its own error types for a corrupt header
+      raise UserError(f'{path} is not a readable .safetensors file ({e}); download it again') from None
+  if path.suffix not in ('.pth', '.pt'):
+    raise UserError(f"{path}: unknown checkpoint suffix '{path.suffix}'; give a .pth, .pt or "
+                    '.safetensors state_dict (or a big_vision .npz with --arch bit_m_r50x1)')
+  torch = _torch()
+  try:
+    loaded = torch.load(path, map_location='cpu', weights_only=True)
+  except Exception as e:  # pickle errors of many kinds
+    raise UserError(f'{path} is not a PyTorch state_dict torch.load can read ({type(e).__name__}); '
+                    'save it with torch.save(model.state_dict(), PATH)') from None
+  if not isinstance(loaded, Mapping) or not all(hasattr(v, 'numpy') for v in loaded.values()):
+    keys = ', '.join(list(loaded)[:3]) if isinstance(loaded, Mapping) else type(loaded).__name__
+    raise UserError(f'{path} is not a flat state_dict of tensors (found {keys}): save '
+                    "model.state_dict() itself, e.g. torch.save(checkpoint['state_dict'], PATH)")
+  return {k: v.detach().cpu().numpy() for k, v in loaded.items()}
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise UserError('reading a .pth file needs PyTorch: pip install "transferbench[zoo]"') from None
+  return torch
+
+
+def _flat(tree: Mapping) -> dict[tuple[str, ...], jax.ShapeDtypeStruct]:
+  return {tuple(k.key for k in path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[dict, tuple[int, ...]]]:
+  """Original key -> (where it goes, its original shape) for every variable of ``arch``."""
+  model = models.build_model(arch.model, num_classes)
+  size = arch.image_size
+  shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (size, size, 3)))
+  out = {}
+  for collection in ('params', 'batch_stats'):
+    for path, leaf in _flat(shapes[collection]).items():
+      shape = leaf.shape
+      if path[-1] == 'kernel':  # Flax (kh, kw, in, out) / (in, out) -> PyTorch (out, in, kh, kw)
+        shape = shape[::-1] if len(shape) == 2 else (shape[3], shape[2], shape[0], shape[1])
+      out[arch.key(path)] = ((collection, *path), tuple(shape))
+  return out
+
+
+def _head_classes(arch: ZooArch, state: Mapping[str, np.ndarray]) -> int:
+  head_key = arch.key((models.HEAD, 'bias'))
+  if head_key not in state:
+    raise UserError(f"the file has no parameter '{head_key}' (the classifier of a {arch.constructor}):"
+                    f' {_fix(state)}')
+  return int(state[head_key].shape[0])
+
+
+def _fix(state: Mapping[str, np.ndarray]) -> str:
+  """The fix for a file that does not fit its --arch: the arch it does fit, if any."""
+  keys = {k for k in state if not IGNORED.match(k)}
+  fits = []
+  for name, arch in ZOO.items():
+    head = arch.key((models.HEAD, 'bias'))
+    if head in state:
+      expected = expected_shapes(arch, int(state[head].shape[0]))
+      if set(expected) == keys and all(tuple(state[k].shape) == s for k, (_, s) in expected.items()):
+        fits.append(name)
+  if fits:
+    return f"it is a {ZOO[fits[0]].constructor} state_dict: use --arch {' or '.join(fits)}"
+  return f"it is none of {', '.join(ZOO)}: check the file and --arch"
+
+
+def _to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
+  if leaf == 'kernel':
+    value = value.T if value.ndim == 2 else value.transpose(2, 3, 1, 0)
+  return np.ascontiguousarray(value, np.float32)
+
+
+def convert(arch_name: str, state: Mapping[str, np.ndarray]) -> dict:
+  """The Flax ``{'params', 'batch_stats'}`` of a state_dict, checked parameter by parameter.
+
+  Args:
+    arch_name: a key of :data:`ZOO`.
+    state: original parameter name -> array.
+
+  Returns:
+    The variables of ``models.build_model(ZOO[arch_name].model, num_classes)``.
+
+  Raises:
+    UserError: a missing, unexpected or mis-shaped parameter, named, with the fix.
+  """
+  arch = get_arch(arch_name)
+  expected = expected_shapes(arch, _head_classes(arch, state))
+  for key, (_, shape) in expected.items():
+    if key not in state:
+      raise UserError(f"missing parameter '{key}' of a {arch_name} state_dict: {_fix(state)}")
+    if tuple(state[key].shape) != shape:
+      raise UserError(f"parameter '{key}' has shape {tuple(state[key].shape)}, a {arch_name} has "
+                      f'{shape}: {_fix(state)}')
+  unexpected = [k for k in state if k not in expected and not IGNORED.match(k)]
+  if unexpected:
+    raise UserError(f"unexpected parameter '{unexpected[0]}' (and {len(unexpected) - 1} more) for "
+                    f'a {arch_name} state_dict: {_fix(state)}')
+  variables = {'params': {}, 'batch_stats': {}}
+  for key, ((collection, *path), _) in expected.items():
+    node = variables[collection]
+    for part in path[:-1]:
+      node = node.setdefault(part, {})
+    node[path[-1]] = _to_flax(state[key], path[-1])
+  return variables
