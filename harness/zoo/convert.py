@@ -116,7 +116,7 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   if path.suffix not in ('.pth', '.pt'):
     raise UserError(f"{path}: unknown checkpoint suffix '{path.suffix}'; give a .pth, .pt or "
                     '.safetensors state_dict (or a big_vision .npz with --arch bit_m_r50x1)')
-  torch = _torch()
+  torch = torch_module('reading a .pth file')
   try:
     loaded = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pickle errors of many kinds
@@ -129,11 +129,12 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   return {k: v.detach().cpu().numpy() for k, v in loaded.items()}
 
 
-def _torch():
+def torch_module(purpose: str):
+  """``torch``, or a UserError saying that ``purpose`` needs the ``zoo`` extra."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError:
-    raise UserError('reading a .pth file needs PyTorch: pip install "transferbench[zoo]"') from None
+    raise UserError(f'{purpose} needs PyTorch: pip install "transferbench[zoo]"') from None
   return torch
 
 

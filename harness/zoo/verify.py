@@ -15,7 +15,7 @@ import numpy as np
 
 from harness import models
 from harness.errors import UserError
-from harness.zoo.convert import ZooArch, get_arch
+from harness.zoo.convert import ZooArch, get_arch, torch_module
 
 TOLERANCE = 1e-3  # largest absolute logit difference an import may have
 
@@ -63,7 +63,7 @@ def torch_model(arch: ZooArch, num_classes: int):
 
 def load_torch_model(arch: ZooArch, state: Mapping[str, np.ndarray]):
   """The PyTorch original with ``state`` loaded strictly (every key, no other)."""
-  import torch  # pylint: disable=import-outside-toplevel
+  torch = torch_module('checking the import (or pass --no-check)')
   num_classes = state[arch.key((models.HEAD, 'bias'))].shape[0]
   model = torch_model(arch, int(num_classes))
   model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
