@@ -144,7 +144,8 @@ def _flat(tree: Mapping) -> dict[tuple[str, ...], jax.ShapeDtypeStruct]:
 
 
 def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[dict, tuple[int, ...]]]:
-  """Original key -> (where it goes, its original shape) for every variable of ``arch``."""
+  """Original key -> (where it goes, its original shape) for every variable of ``arch``, in the
+  network's order (numbered modules in turn, the head last)."""
   model = models.build_model(arch.model, num_classes)
   size = arch.image_size
   shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (size, size, 3)))
@@ -155,7 +156,8 @@ def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[dict, tu
       if path[-1] == 'kernel':  # Flax (kh, kw, in, out) / (in, out) -> PyTorch (out, in, kh, kw)
         shape = shape[::-1] if len(shape) == 2 else (shape[3], shape[2], shape[0], shape[1])
       out[arch.key(path)] = ((collection, *path), tuple(shape))
-  return out
+  head = {arch.key((models.HEAD, leaf)) for leaf in ('kernel', 'bias')}
+  return dict(sorted(out.items(), key=lambda item: (item[0] in head, _natural(item[0]))))
 
 
 def _head_classes(arch: ZooArch, state: Mapping[str, np.ndarray]) -> int:
@@ -181,6 +183,11 @@ def _fix(state: Mapping[str, np.ndarray]) -> str:
   return f"it is none of {', '.join(ZOO)}: check the file and --arch"
 
 
+def _natural(key: str) -> list:
+  """Sort key putting 'layer2.10' after 'layer2.9' (the network's order for numbered modules)."""
+  return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', key)]
+
+
 def _to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
   if leaf == 'kernel':
     value = value.T if value.ndim == 2 else value.transpose(2, 3, 1, 0)
@@ -202,16 +209,18 @@ def convert(arch_name: str, state: Mapping[str, np.ndarray]) -> dict:
   """
   arch = get_arch(arch_name)
   expected = expected_shapes(arch, _head_classes(arch, state))
-  for key, (_, shape) in expected.items():
-    if key not in state:
-      raise UserError(f"missing parameter '{key}' of a {arch_name} state_dict: {_fix(state)}")
-    if tuple(state[key].shape) != shape:
-      raise UserError(f"parameter '{key}' has shape {tuple(state[key].shape)}, a {arch_name} has "
-                      f'{shape}: {_fix(state)}')
-  unexpected = [k for k in state if k not in expected and not IGNORED.match(k)]
-  if unexpected:
-    raise UserError(f"unexpected parameter '{unexpected[0]}' (and {len(unexpected) - 1} more) for "
-                    f'a {arch_name} state_dict: {_fix(state)}')
+  for key, value in state.items():  # in the file's (the network's) order
+    if key not in expected and not IGNORED.match(key):
+      more = sum(k not in expected and not IGNORED.match(k) for k in state) - 1
+      raise UserError(f"unexpected parameter '{key}' (and {more} more) for a {arch_name} "
+                      f'state_dict: {_fix(state)}')
+    if key in expected and tuple(value.shape) != expected[key][1]:
+      raise UserError(f"parameter '{key}' has shape {tuple(value.shape)}, a {arch_name} has "
+                      f'{expected[key][1]}: {_fix(state)}')
+  missing = sorted((k for k in expected if k not in state), key=_natural)
+  if missing:
+    raise UserError(f"missing parameter '{missing[0]}' (and {len(missing) - 1} more) of a "
+                    f'{arch_name} state_dict: {_fix(state)}')
   variables = {'params': {}, 'batch_stats': {}}
   for key, ((collection, *path), _) in expected.items():
     node = variables[collection]

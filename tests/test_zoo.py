@@ -1,0 +1,243 @@
+"""Imported public networks (harness/zoo): the Flax conversion computes what PyTorch computes,
+layer by layer, and bad files are refused at their first mismatching parameter.
+
+Tests that run the PyTorch originals need the ``zoo`` extra (torch, torchvision, timm,
+safetensors) and are skipped without it; the conversion's checks need only NumPy.
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from harness import models, runs
+from harness.errors import UserError
+from harness.zoo import convert
+from transferbench import cli
+
+ARCHS = tuple(convert.ZOO)
+
+
+def synthetic_state(arch_name: str, num_classes: int = 10, seed: int = 0) -> dict:
+  """A state_dict with every key and shape of ``arch_name`` (random values, variances > 0)."""
+  arch = convert.get_arch(arch_name)
+  rng = np.random.default_rng(seed)
+  return {key: np.abs(rng.standard_normal(shape, np.float32)) if key.endswith('running_var')
+          else rng.standard_normal(shape, np.float32)
+          for key, (_, shape) in convert.expected_shapes(arch, num_classes).items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# The architectures and their layers.
+
+@pytest.mark.parametrize('name, depth', [('zoo/resnet18', 6), ('zoo/resnet50', 6),
+                                         ('zoo/vgg11', 8), ('zoo/vgg16', 8)])
+def test_layers_are_the_documented_cuts(name, depth):
+  model = models.build_model(name, 10, image_size=64)
+  variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (64, 64, 3)))
+  assert model.num_layers == depth
+  assert set(variables['params']) == set(models.layer_names(depth))
+  shapes = models.feature_shapes(model, variables, (64, 64, 3))
+  if 'resnet' in name:  # stem (/4), then stages at /4, /8, /16, /32
+    width = 1 if name.endswith('18') else 4
+    assert shapes[1:] == [(16, 16, 64), (16, 16, 64 * width), (8, 8, 128 * width),
+                          (4, 4, 256 * width), (2, 2, 512 * width)]
+    assert set(variables['batch_stats']) == set(models.layer_names(depth)[:-1])
+  else:  # five pooled conv blocks, fc6, fc7
+    assert shapes[1:] == [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512), (2, 2, 512),
+                          (4096,), (4096,)]
+
+
+def test_grayscale_inputs_are_repeated_resized_and_normalised():
+  from harness.zoo.nets import IMAGENET_MEAN, IMAGENET_STD, source_transform
+  gray = np.linspace(0, 1, 2 * 8 * 8).reshape(2, 8, 8, 1).astype(np.float32)
+  out = np.asarray(source_transform(gray, 16, IMAGENET_MEAN, IMAGENET_STD))
+  assert out.shape == (2, 16, 16, 3)
+  resized = np.asarray(jax.image.resize(gray, (2, 16, 16, 1), 'bilinear'))[..., 0]
+  for c in range(3):
+    np.testing.assert_allclose(out[..., c], (resized - IMAGENET_MEAN[c]) / IMAGENET_STD[c],
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_source_checkpoint_may_differ_only_in_image_size(tmp_path):
+  meta = {'model': 'zoo/resnet18', 'model_kwargs': {}}
+  runs.check_architecture(tmp_path, meta, 'zoo/resnet18', {'image_size': 64})
+  with pytest.raises(UserError, match='same architecture'):
+    runs.check_architecture(tmp_path, meta, 'zoo/resnet18', {'stage_sizes': [1, 1, 1, 1]})
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversion checks (NumPy only).
+
+def test_synthetic_state_converts_to_the_architectures_variables():
+  state = synthetic_state('tv_resnet18')
+  variables = convert.convert('tv_resnet18', state)
+  model = models.build_model('zoo/resnet18', 10)
+  shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (32, 32, 3)))
+  assert jax.tree.map(np.shape, variables) == jax.tree.map(lambda s: s.shape, shapes)
+  np.testing.assert_array_equal(variables['params']['layer1']['conv1']['kernel'],
+                                state['conv1.weight'].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(variables['params']['layer3']['block0']['downsample_bn']['scale'],
+                                state['layer2.0.downsample.1.weight'])
+  np.testing.assert_array_equal(variables['batch_stats']['layer5']['block1']['bn2']['var'],
+                                state['layer4.1.bn2.running_var'])
+  np.testing.assert_array_equal(variables['params']['head']['kernel'], state['fc.weight'].T)
+
+
+def test_vgg_keys_count_convs_relus_and_pools():
+  where = {key: path for key, (path, _) in convert.expected_shapes(convert.get_arch('tv_vgg16'), 10).items()}
+  # features: block1 = 0, 2 (pool 4); block2 = 5, 7 (pool 9); block3 = 10, 12, 14 (pool 16)...
+  assert where['features.0.weight'] == ('params', 'layer1', 'conv0', 'kernel')
+  assert where['features.7.bias'] == ('params', 'layer2', 'conv1', 'bias')
+  assert where['features.14.bias'] == ('params', 'layer3', 'conv2', 'bias')
+  assert where['features.28.weight'] == ('params', 'layer5', 'conv2', 'kernel')
+  assert where['classifier.0.weight'] == ('params', 'layer6', 'kernel')
+  assert where['classifier.3.bias'] == ('params', 'layer7', 'bias')
+  assert where['classifier.6.bias'] == ('params', 'head', 'bias')
+  assert len(where) == 2 * (13 + 3)  # 13 convs and 3 linear layers, weight and bias each
+
+
+def test_another_architecture_is_named_with_the_arch_that_fits():
+  with pytest.raises(UserError) as e:
+    convert.convert('tv_resnet18', synthetic_state('tv_resnet50'))
+  message = str(e.value)  # the first parameter of the file (in its order) that does not fit
+  assert message.startswith("unexpected parameter 'layer1.0.bn3.bias' (and 164 more)")
+  assert 'use --arch tv_resnet50 or timm_resnet50' in message
+
+
+def test_missing_unexpected_and_misshapen_parameters_are_named():
+  state = synthetic_state('tv_vgg11')
+  with pytest.raises(UserError, match=r"missing parameter 'features.3.bias' \(and 0 more\).*none of"):
+    convert.convert('tv_vgg11', {k: v for k, v in state.items() if k != 'features.3.bias'})
+  with pytest.raises(UserError, match=r"unexpected parameter 'features.99.weight' \(and 0 more\)"):
+    convert.convert('tv_vgg11', {**state, 'features.99.weight': np.zeros(3, np.float32)})
+  with pytest.raises(UserError, match=r"'classifier.3.weight' has shape \(4096, 10\), a tv_vgg11 has \(4096, 4096\)"):
+    convert.convert('tv_vgg11', {**state, 'classifier.3.weight': np.zeros((4096, 10), np.float32)})
+  with pytest.raises(UserError, match=r"no parameter 'fc.bias'"):
+    convert.convert('tv_resnet18', state)
+
+
+def test_num_batches_tracked_is_ignored():
+  state = synthetic_state('tv_resnet18')
+  with_counter = {**state, 'bn1.num_batches_tracked': np.array(7)}
+  assert jax.tree.all(jax.tree.map(np.array_equal, convert.convert('tv_resnet18', with_counter),
+                                   convert.convert('tv_resnet18', state)))
+
+
+def test_unknown_arch_is_one_line_exit_2_nothing_written(tmp_path, capsys):
+  out = tmp_path / 'out'
+  assert cli.main(['import-weights', str(tmp_path / 'x.pth'), '--arch', 'resnet18', '--out', str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and err.startswith("transferbench: error: unknown --arch 'resnet18'")
+  assert 'tv_resnet18' in err and not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Against PyTorch (the zoo extra).
+
+def _randomised(model, seed):
+  """Batch-norm statistics and affine parameters drawn at random, so that none is an identity
+  (fresh PyTorch models have mean 0, variance 1, and timm zero-initialises the last scale)."""
+  import torch
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        for tensor in (module.weight, module.bias, module.running_mean):
+          tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.5)
+        module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+  return model
+
+
+@pytest.mark.parametrize('arch_name', ARCHS)
+def test_conversion_computes_what_pytorch_computes_at_every_layer(arch_name):
+  pytest.importorskip('torch')
+  from harness.zoo import verify
+  arch = convert.get_arch(arch_name)
+  model = _randomised(verify.torch_model(arch, 10), seed=1)
+  state = {k: v.numpy() for k, v in model.state_dict().items()}
+  variables = convert.convert(arch_name, state)
+  images = verify.random_images(2, 64, seed=3)
+  torch_logits, torch_features = verify.torch_features(arch, model, images)
+  logits, features = verify.flax_features(arch, variables, images)
+  assert set(features) == set(torch_features) == set(models.layer_names(models.build_model(
+      arch.model, 10).num_layers)[:-1])
+  for name, expected in torch_features.items():
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    assert np.max(np.abs(features[name] - expected)) <= 1e-5 * scale, name
+  assert np.max(np.abs(logits - torch_logits)) <= 1e-5 * max(1.0, float(np.max(np.abs(torch_logits))))
+
+
+def _save_torch(model, path):
+  import torch
+  if path.suffix == '.safetensors':
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+  else:
+    torch.save(model.state_dict(), path)
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_import_weights_writes_a_checked_source_checkpoint(tmp_path, capsys, suffix):
+  pytest.importorskip('torch')
+  from harness.zoo import verify
+  arch = convert.get_arch('tv_resnet18')
+  model = _randomised(verify.torch_model(arch, 1000), seed=2)
+  file = tmp_path / f'resnet18{suffix}'
+  _save_torch(model, file)
+  out = tmp_path / 'imported'
+  assert cli.main(['import-weights', str(file), '--arch', 'tv_resnet18', '--out', str(out)]) == 0
+  printed = capsys.readouterr().out
+  difference = float(printed.split('random images: ')[1].split()[0])
+  assert 0 <= difference <= verify.TOLERANCE
+  variables, meta = runs.load_checkpoint(out)
+  expected = convert.convert('tv_resnet18', {k: v.numpy() for k, v in model.state_dict().items()})
+  assert jax.tree.all(jax.tree.map(np.array_equal, variables, expected))
+  assert meta['model'] == 'zoo/resnet18' and meta['num_classes'] == 1000
+  assert meta['task']['name'] == 'imagenet2012' and len(meta['task']['classes']) == 1000
+  assert meta['preprocessing']['mean'] == [0.485, 0.456, 0.406]
+  assert meta['imported']['max_abs_logit_difference'] == pytest.approx(difference, rel=1e-2)
+  json.dumps(meta)  # plain JSON
+
+
+def test_a_conversion_that_differs_is_refused_and_nothing_written(tmp_path, capsys, monkeypatch):
+  pytest.importorskip('torch')
+  from harness.zoo import verify
+  model = verify.torch_model(convert.get_arch('tv_resnet18'), 1000)
+  file = tmp_path / 'resnet18.pth'
+  _save_torch(_randomised(model, seed=4), file)
+  # A plausible bug: conv kernels with height and width swapped (same shapes for square kernels).
+  right = convert._to_flax
+  monkeypatch.setattr(convert, '_to_flax', lambda v, leaf: right(v, leaf).swapaxes(0, 1)
+                      if leaf == 'kernel' and v.ndim == 4 else right(v, leaf))
+  out = tmp_path / 'imported'
+  assert cli.main(['import-weights', str(file), '--arch', 'tv_resnet18', '--out', str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('transferbench: error: the conversion differs from the original by')
+  assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ['resnet18.pth']
+
+
+def test_bad_files_are_one_line_errors_and_nothing_written(tmp_path, capsys):
+  torch = pytest.importorskip('torch')
+  from harness.zoo import verify
+  model = verify.torch_model(convert.get_arch('tv_resnet50'), 1000)
+  cases = {'wrapped.pth': {'state_dict': model.state_dict()}, 'resnet50.pth': model.state_dict()}
+  for name, content in cases.items():
+    torch.save(content, tmp_path / name)
+  (tmp_path / 'weights.h5').write_bytes(b'not a checkpoint')
+  (tmp_path / 'garbage.pth').write_bytes(b'not a pickle')
+  expected = {'wrapped.pth': "not a flat state_dict of tensors (found state_dict)",
+              'resnet50.pth': "parameter 'layer1.0.conv1.weight' has shape (64, 64, 1, 1), a "
+                              'tv_resnet18 has (64, 64, 3, 3): it is a resnet50 state_dict: use '
+                              '--arch tv_resnet50 or timm_resnet50',
+              'weights.h5': "unknown checkpoint suffix '.h5'",
+              'garbage.pth': 'is not a PyTorch state_dict torch.load can read',
+              'missing.pth': 'no checkpoint file'}
+  for name, message in expected.items():
+    out = tmp_path / f'out_{name}'
+    code = cli.main(['import-weights', str(tmp_path / name), '--arch', 'tv_resnet18', '--out', str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1 and err.startswith('transferbench: error: '), name
+    assert message in err, (name, err)
+    assert not out.exists()
