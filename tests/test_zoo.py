@@ -25,25 +25,26 @@ def synthetic_state(arch_name: str, num_classes: int = 10, seed: int = 0) -> dic
   rng = np.random.default_rng(seed)
   return {key: np.abs(rng.standard_normal(shape, np.float32)) if key.endswith('running_var')
           else rng.standard_normal(shape, np.float32)
-          for key, (_, shape) in convert.expected_shapes(arch, num_classes).items()}
+          for key, (_, shape, _) in convert.expected_shapes(arch, num_classes).items()}
 
 
 # ----------------------------------------------------------------------------------------------
 # The architectures and their layers.
 
 @pytest.mark.parametrize('name, depth', [('zoo/resnet18', 6), ('zoo/resnet50', 6),
-                                         ('zoo/vgg11', 8), ('zoo/vgg16', 8)])
+                                         ('zoo/vgg11', 8), ('zoo/vgg16', 8), ('zoo/bit_r50x1', 6)])
 def test_layers_are_the_documented_cuts(name, depth):
   model = models.build_model(name, 10, image_size=64)
   variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (64, 64, 3)))
   assert model.num_layers == depth
   assert set(variables['params']) == set(models.layer_names(depth))
   shapes = models.feature_shapes(model, variables, (64, 64, 3))
-  if 'resnet' in name:  # stem (/4), then stages at /4, /8, /16, /32
+  if 'resnet' in name or 'bit' in name:  # stem (/4), then stages at /4, /8, /16, /32
     width = 1 if name.endswith('18') else 4
     assert shapes[1:] == [(16, 16, 64), (16, 16, 64 * width), (8, 8, 128 * width),
                           (4, 4, 256 * width), (2, 2, 512 * width)]
-    assert set(variables['batch_stats']) == set(models.layer_names(depth)[:-1])
+    batch_normed = set() if 'bit' in name else set(models.layer_names(depth)[:-1])
+    assert set(variables['batch_stats']) == batch_normed  # BiT: group norm, no statistics
   else:  # five pooled conv blocks, fc6, fc7
     assert shapes[1:] == [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512), (2, 2, 512),
                           (4096,), (4096,)]
@@ -86,7 +87,7 @@ def test_synthetic_state_converts_to_the_architectures_variables():
 
 
 def test_vgg_keys_count_convs_relus_and_pools():
-  where = {key: path for key, (path, _) in convert.expected_shapes(convert.get_arch('tv_vgg16'), 10).items()}
+  where = {key: path for key, (path, _, _) in convert.expected_shapes(convert.get_arch('tv_vgg16'), 10).items()}
   # features: block1 = 0, 2 (pool 4); block2 = 5, 7 (pool 9); block3 = 10, 12, 14 (pool 16)...
   assert where['features.0.weight'] == ('params', 'layer1', 'conv0', 'kernel')
   assert where['features.7.bias'] == ('params', 'layer2', 'conv1', 'bias')
@@ -116,6 +117,37 @@ def test_missing_unexpected_and_misshapen_parameters_are_named():
     convert.convert('tv_vgg11', {**state, 'classifier.3.weight': np.zeros((4096, 10), np.float32)})
   with pytest.raises(UserError, match=r"no parameter 'fc.bias'"):
     convert.convert('tv_resnet18', state)
+
+
+def test_bit_keys_are_the_released_npz_keys():
+  where = {key: path for key, (path, _, _) in convert.expected_shapes(convert.get_arch('bit_m_r50x1'), 21843).items()}
+  assert where['resnet/root_block/standardized_conv2d/kernel'] == ('params', 'layer1', 'conv', 'kernel')
+  assert where['resnet/block1/unit01/a/proj/standardized_conv2d/kernel'] == (
+      'params', 'layer2', 'unit0', 'proj', 'kernel')
+  assert where['resnet/block4/unit03/c/group_norm/beta'] == ('params', 'layer5', 'unit2', 'norm3', 'bias')
+  assert where['resnet/group_norm/gamma'] == ('params', 'layer5', 'final_norm', 'scale')
+  assert where['resnet/head/conv2d/kernel'] == ('params', 'head', 'kernel')
+  shapes = {key: shape for key, (_, shape, _) in convert.expected_shapes(convert.get_arch('bit_m_r50x1'), 21843).items()}
+  assert shapes['resnet/head/conv2d/kernel'] == (1, 1, 2048, 21843)
+  assert shapes['resnet/block2/unit01/b/standardized_conv2d/kernel'] == (3, 3, 128, 128)
+  # stem; 16 units of 3 convs and 3 norms (gamma, beta); 4 projections; final norm; head
+  assert len(where) == 1 + 16 * (3 + 3 * 2) + 4 + 2 + 2
+
+
+def test_an_npz_that_is_not_bit_is_refused(tmp_path, capsys):
+  np.savez(tmp_path / 'other.npz', **{'params/conv/kernel': np.zeros((3, 3, 3, 8), np.float32)})
+  out = tmp_path / 'out'
+  assert cli.main(['import-weights', str(tmp_path / 'other.npz'), '--arch', 'bit_m_r50x1',
+                   '--out', str(out), '--no-check']) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and err.startswith(
+      "transferbench: error: the file is not a bit_m_r50x1 checkpoint: it has no parameter "
+      "'resnet/head/conv2d/bias'")
+  assert not out.exists()
+  state = synthetic_state('bit_m_r50x1')
+  del state['resnet/block3/unit02/b/group_norm/gamma']
+  with pytest.raises(UserError, match=r"missing parameter 'resnet/block3/unit02/b/group_norm/gamma'"):
+    convert.convert('bit_m_r50x1', state)
 
 
 def test_num_batches_tracked_is_ignored():
@@ -155,8 +187,12 @@ def test_conversion_computes_what_pytorch_computes_at_every_layer(arch_name):
   pytest.importorskip('torch')
   from harness.zoo import verify
   arch = convert.get_arch(arch_name)
-  model = _randomised(verify.torch_model(arch, 10), seed=1)
-  state = {k: v.numpy() for k, v in model.state_dict().items()}
+  if arch.layout == 'big_vision':  # an .npz with BiT's keys, read by timm's own BiT loader
+    state = synthetic_state(arch_name, seed=1)
+    model = verify.load_torch_model(arch, state)
+  else:
+    model = _randomised(verify.torch_model(arch, 10), seed=1)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
   variables = convert.convert(arch_name, state)
   images = verify.random_images(2, 64, seed=3)
   torch_logits, torch_features = verify.torch_features(arch, model, images)
@@ -208,9 +244,9 @@ def test_a_conversion_that_differs_is_refused_and_nothing_written(tmp_path, caps
   file = tmp_path / 'resnet18.pth'
   _save_torch(_randomised(model, seed=4), file)
   # A plausible bug: conv kernels with height and width swapped (same shapes for square kernels).
-  right = convert._to_flax
-  monkeypatch.setattr(convert, '_to_flax', lambda v, leaf: right(v, leaf).swapaxes(0, 1)
-                      if leaf == 'kernel' and v.ndim == 4 else right(v, leaf))
+  shape, right = convert.LAYOUTS['torch']
+  monkeypatch.setitem(convert.LAYOUTS, 'torch', (shape, lambda v, flax_shape: right(
+      v, flax_shape).swapaxes(0, 1) if v.ndim == 4 else right(v, flax_shape)))
   out = tmp_path / 'imported'
   assert cli.main(['import-weights', str(file), '--arch', 'tv_resnet18', '--out', str(out)]) == 2
   err = capsys.readouterr().err

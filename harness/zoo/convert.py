@@ -19,6 +19,7 @@ import numpy as np
 
 from harness import models
 from harness.errors import UserError
+from harness.zoo import bit, nets
 from harness.zoo.nets import IMAGENET_MEAN, IMAGENET_STD
 
 # Parameters a PyTorch state_dict holds that have no Flax counterpart and change no output.
@@ -61,6 +62,33 @@ def _vgg_key(blocks) -> Callable[[tuple[str, ...]], str]:
   return key
 
 
+def _torch_shape(shape: tuple[int, ...], leaf: str) -> tuple[int, ...]:
+  """PyTorch's shape of a Flax variable: kernels (out, in, kh, kw) and (out, in)."""
+  if leaf != 'kernel':
+    return shape
+  return shape[::-1] if len(shape) == 2 else (shape[3], shape[2], shape[0], shape[1])
+
+
+def _from_torch(value: np.ndarray, flax_shape: tuple[int, ...]) -> np.ndarray:
+  if value.ndim == 4:
+    return value.transpose(2, 3, 1, 0)
+  return value.T if value.ndim == 2 else value
+
+
+def _big_vision_shape(shape: tuple[int, ...], leaf: str) -> tuple[int, ...]:
+  """big_vision's (TF's) shape of a Flax variable: the same, but the head is a 1x1 conv."""
+  return (1, 1, *shape) if leaf == 'kernel' and len(shape) == 2 else shape
+
+
+def _from_big_vision(value: np.ndarray, flax_shape: tuple[int, ...]) -> np.ndarray:
+  return value.reshape(flax_shape)  # kernels are HWIO as in Flax; the head drops its 1x1
+
+
+# Layout of an original file: (Flax shape, leaf name) -> original shape, and
+# (original value, Flax shape) -> Flax value.
+LAYOUTS = {'torch': (_torch_shape, _from_torch), 'big_vision': (_big_vision_shape, _from_big_vision)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ZooArch:
   """One importable network: model variant, key naming, PyTorch definition, input transform."""
@@ -72,10 +100,11 @@ class ZooArch:
   mean: tuple = IMAGENET_MEAN
   std: tuple = IMAGENET_STD
   image_size: int = 224
+  layout: str = 'torch'   # a key of LAYOUTS
 
 
-_VGG11 = models.VARIANTS['zoo/vgg11'][1]['blocks']
-_VGG16 = models.VARIANTS['zoo/vgg16'][1]['blocks']
+_VGG11 = nets.VARIANTS['zoo/vgg11'][1]['blocks']
+_VGG16 = nets.VARIANTS['zoo/vgg16'][1]['blocks']
 
 ZOO: dict[str, ZooArch] = {
     'tv_resnet18': ZooArch('zoo/resnet18', _resnet_key, 'torchvision', 'resnet18', 'imagenet2012'),
@@ -83,6 +112,9 @@ ZOO: dict[str, ZooArch] = {
     'tv_vgg11': ZooArch('zoo/vgg11', _vgg_key(_VGG11), 'torchvision', 'vgg11', 'imagenet2012'),
     'tv_vgg16': ZooArch('zoo/vgg16', _vgg_key(_VGG16), 'torchvision', 'vgg16', 'imagenet2012'),
     'timm_resnet50': ZooArch('zoo/resnet50', _resnet_key, 'timm', 'resnet50', 'imagenet2012'),
+    # The released BiT-M-R50x1.npz (ImageNet-21k); timm's loader of that file is the reference.
+    'bit_m_r50x1': ZooArch('zoo/bit_r50x1', bit.npz_key, 'timm', 'resnetv2_50x1_bit',
+                           'imagenet21k', bit.BIT_MEAN, bit.BIT_STD, layout='big_vision'),
 }
 
 
@@ -113,9 +145,15 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
       return dict(load_file(str(path)))
     except Exception as e:  # safetensors raises its own error types for a corrupt header
       raise UserError(f'{path} is not a readable .safetensors file ({e}); download it again') from None
+  if path.suffix == '.npz':
+    try:
+      with np.load(path, allow_pickle=False) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+    except (OSError, ValueError) as e:
+      raise UserError(f'{path} is not a readable .npz file ({e}); download it again') from None
   if path.suffix not in ('.pth', '.pt'):
     raise UserError(f"{path}: unknown checkpoint suffix '{path.suffix}'; give a .pth, .pt or "
-                    '.safetensors state_dict (or a big_vision .npz with --arch bit_m_r50x1)')
+                    '.safetensors state_dict, or a BiT .npz')
   torch = torch_module('reading a .pth file')
   try:
     loaded = torch.load(path, map_location='cpu', weights_only=True)
@@ -143,8 +181,8 @@ def _flat(tree: Mapping) -> dict[tuple[str, ...], jax.ShapeDtypeStruct]:
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[dict, tuple[int, ...]]]:
-  """Original key -> (where it goes, its original shape) for every variable of ``arch``, in the
+def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[tuple, tuple, tuple]]:
+  """Original key -> (its Flax path, original shape, Flax shape) for every variable of ``arch``, in the
   network's order (numbered modules in turn, the head last)."""
   model = models.build_model(arch.model, num_classes)
   size = arch.image_size
@@ -152,19 +190,17 @@ def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[dict, tu
   out = {}
   for collection in ('params', 'batch_stats'):
     for path, leaf in _flat(shapes[collection]).items():
-      shape = leaf.shape
-      if path[-1] == 'kernel':  # Flax (kh, kw, in, out) / (in, out) -> PyTorch (out, in, kh, kw)
-        shape = shape[::-1] if len(shape) == 2 else (shape[3], shape[2], shape[0], shape[1])
-      out[arch.key(path)] = ((collection, *path), tuple(shape))
+      shape = LAYOUTS[arch.layout][0](tuple(leaf.shape), path[-1])
+      out[arch.key(path)] = ((collection, *path), shape, tuple(leaf.shape))
   head = {arch.key((models.HEAD, leaf)) for leaf in ('kernel', 'bias')}
   return dict(sorted(out.items(), key=lambda item: (item[0] in head, _natural(item[0]))))
 
 
-def _head_classes(arch: ZooArch, state: Mapping[str, np.ndarray]) -> int:
+def _head_classes(arch_name: str, arch: ZooArch, state: Mapping[str, np.ndarray]) -> int:
   head_key = arch.key((models.HEAD, 'bias'))
   if head_key not in state:
-    raise UserError(f"the file has no parameter '{head_key}' (the classifier of a {arch.constructor}):"
-                    f' {_fix(state)}')
+    raise UserError(f"the file is not a {arch_name} checkpoint: it has no parameter '{head_key}' "
+                    f'(the classifier); {_fix(state)}')
   return int(state[head_key].shape[0])
 
 
@@ -176,7 +212,7 @@ def _fix(state: Mapping[str, np.ndarray]) -> str:
     head = arch.key((models.HEAD, 'bias'))
     if head in state:
       expected = expected_shapes(arch, int(state[head].shape[0]))
-      if set(expected) == keys and all(tuple(state[k].shape) == s for k, (_, s) in expected.items()):
+      if set(expected) == keys and all(tuple(state[k].shape) == s for k, (_, s, _) in expected.items()):
         fits.append(name)
   if fits:
     return f"it is a {ZOO[fits[0]].constructor} state_dict: use --arch {' or '.join(fits)}"
@@ -186,12 +222,6 @@ def _fix(state: Mapping[str, np.ndarray]) -> str:
 def _natural(key: str) -> list:
   """Sort key putting 'layer2.10' after 'layer2.9' (the network's order for numbered modules)."""
   return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', key)]
-
-
-def _to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
-  if leaf == 'kernel':
-    value = value.T if value.ndim == 2 else value.transpose(2, 3, 1, 0)
-  return np.ascontiguousarray(value, np.float32)
 
 
 def convert(arch_name: str, state: Mapping[str, np.ndarray]) -> dict:
@@ -208,7 +238,7 @@ def convert(arch_name: str, state: Mapping[str, np.ndarray]) -> dict:
     UserError: a missing, unexpected or mis-shaped parameter, named, with the fix.
   """
   arch = get_arch(arch_name)
-  expected = expected_shapes(arch, _head_classes(arch, state))
+  expected = expected_shapes(arch, _head_classes(arch_name, arch, state))
   for key, value in state.items():  # in the file's (the network's) order
     if key not in expected and not IGNORED.match(key):
       more = sum(k not in expected and not IGNORED.match(k) for k in state) - 1
@@ -222,9 +252,10 @@ def convert(arch_name: str, state: Mapping[str, np.ndarray]) -> dict:
     raise UserError(f"missing parameter '{missing[0]}' (and {len(missing) - 1} more) of a "
                     f'{arch_name} state_dict: {_fix(state)}')
   variables = {'params': {}, 'batch_stats': {}}
-  for key, ((collection, *path), _) in expected.items():
+  to_flax = LAYOUTS[arch.layout][1]
+  for key, ((collection, *path), _, flax_shape) in expected.items():
     node = variables[collection]
     for part in path[:-1]:
       node = node.setdefault(part, {})
-    node[path[-1]] = _to_flax(state[key], path[-1])
+    node[path[-1]] = np.ascontiguousarray(to_flax(np.asarray(state[key]), flax_shape), np.float32)
   return variables

@@ -8,6 +8,8 @@ compare the output of every transferable layer (:func:`torch_features`).
 from __future__ import annotations
 
 import functools
+import pathlib
+import tempfile
 from typing import Mapping
 
 import jax
@@ -50,11 +52,12 @@ def torch_model(arch: ZooArch, num_classes: int):
     UserError: torch (or the library) is not installed.
   """
   try:
+    torchvision = _import_torchvision()  # timm imports it too
     if arch.library == 'timm':
       import timm  # pylint: disable=import-outside-toplevel
       model = timm.create_model(arch.constructor, pretrained=False, num_classes=num_classes)
     else:
-      model = getattr(_import_torchvision().models, arch.constructor)(
+      model = getattr(torchvision.models, arch.constructor)(
           weights=None, num_classes=num_classes)
   except ImportError as e:
     raise UserError(f'checking the import needs {e.name}: pip install "transferbench[zoo]"') from None
@@ -66,6 +69,13 @@ def load_torch_model(arch: ZooArch, state: Mapping[str, np.ndarray]):
   torch = torch_module('checking the import (or pass --no-check)')
   num_classes = state[arch.key((models.HEAD, 'bias'))].shape[0]
   model = torch_model(arch, int(num_classes))
+  if arch.layout == 'big_vision':  # timm reads the .npz itself, with its own key mapping
+    from timm.models import resnetv2  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory() as tmp:
+      np.savez(pathlib.Path(tmp, 'bit.npz'), **state)
+      with torch.no_grad():
+        resnetv2._load_weights(model, str(pathlib.Path(tmp, 'bit.npz')))  # pylint: disable=protected-access
+    return model
   model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
   return model
 
@@ -86,6 +96,8 @@ def _feature_modules(arch: ZooArch, model) -> list:
   """The PyTorch modules whose outputs are the harness layers' outputs, in order."""
   if arch.model.startswith('zoo/resnet'):
     return [model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4]
+  if arch.model.startswith('zoo/bit'):  # the last stage ends with the final norm and ReLU
+    return [model.stem, *list(model.stages)[:3], model.norm]
   pools = [m for m in model.features if type(m).__name__ == 'MaxPool2d']
   return pools + [model.classifier[1], model.classifier[4]]  # the ReLUs of fc6 and fc7
 
