@@ -47,15 +47,17 @@ def preprocessing(arch: convert.ZooArch) -> dict:
           'std': list(arch.std), 'grayscale': 'repeated to 3 channels', 'input_range': [0.0, 1.0]}
 
 
-def checkpoint_meta(arch_name: str, file: pathlib.Path, num_classes: int,
+def checkpoint_meta(arch_name: str, file: pathlib.Path | None, num_classes: int,
                     difference: float | None) -> dict:
-  """``meta.json`` of an imported network (the keys ``harness.runs`` reads, and provenance)."""
+  """``meta.json`` of an imported network (the keys ``harness.runs`` reads, and provenance;
+  ``file`` None: weights not read from a file, e.g. random ones in tests)."""
   arch = convert.get_arch(arch_name)
   task = tasks.TaskSpec(arch.source, arch.source, tuple(range(num_classes)))
   return {'model': arch.model, 'model_kwargs': {}, 'num_classes': num_classes,
           'input_shape': [arch.image_size, arch.image_size, 3], 'task': task.to_dict(),
           'run_id': None, 'preprocessing': preprocessing(arch),
-          'imported': {'file': str(file.absolute()), 'sha256': _sha256(file), 'arch': arch_name,
+          'imported': {'file': file and str(file.absolute()), 'sha256': file and _sha256(file),
+                       'arch': arch_name,
                        'library': arch.library, 'constructor': arch.constructor,
                        'max_abs_logit_difference': difference}}
 
@@ -63,6 +65,27 @@ def checkpoint_meta(arch_name: str, file: pathlib.Path, num_classes: int,
 def _check_out(out: pathlib.Path) -> None:
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise UserError(f'{out} already exists and is not empty: choose another --out or delete it')
+
+
+def write_checkpoint(out: pathlib.Path, variables: dict, meta: dict) -> None:
+  """Saves as ``harness.runs.save_checkpoint`` does, into a staging directory renamed to ``out``
+  at the end, so that a failure leaves nothing at ``out``.
+
+  Raises:
+    UserError: ``out`` exists and is not an empty directory.
+  """
+  out = pathlib.Path(out)
+  _check_out(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  staging = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
+  try:
+    runs.save_checkpoint(staging, variables, meta)
+    if out.exists():
+      out.rmdir()  # empty (checked above)
+    staging.rename(out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
 
 
 def import_weights(file: str | pathlib.Path, arch_name: str, out: str | pathlib.Path,
@@ -97,15 +120,5 @@ def import_weights(file: str | pathlib.Path, arch_name: str, out: str | pathlib.
     if not difference <= verify.TOLERANCE:  # NaN refused too
       raise UserError(f'the conversion differs from the original by {difference:.3g} > '
                       f'{verify.TOLERANCE} in the logits: nothing written; report it with the file')
-  meta = checkpoint_meta(arch_name, file, num_classes, difference)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
-  try:
-    runs.save_checkpoint(staging, variables, meta)
-    if out.exists():
-      out.rmdir()  # empty (checked above)
-    staging.rename(out)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
+  write_checkpoint(out, variables, checkpoint_meta(arch_name, file, num_classes, difference))
   return ImportReport(arch_name, convert.get_arch(arch_name).model, out, num_classes, difference)
