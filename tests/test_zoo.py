@@ -68,6 +68,17 @@ def test_source_checkpoint_may_differ_only_in_image_size(tmp_path):
     runs.check_architecture(tmp_path, meta, 'zoo/resnet18', {'stage_sizes': [1, 1, 1, 1]})
 
 
+@pytest.mark.parametrize('arch_name', ARCHS)
+def test_the_checkpoints_model_applies_the_recorded_preprocessing(arch_name):
+  """meta.json's model_kwargs are {}: the variant's defaults must be the source's transform."""
+  from harness.zoo import importer
+  arch = convert.get_arch(arch_name)
+  model = models.build_model(arch.model, 10)
+  recorded = importer.preprocessing(arch)
+  assert (model.image_size, tuple(model.mean), tuple(model.std)) == (
+      recorded['image_size'], tuple(recorded['mean']), tuple(recorded['std']))
+
+
 # ----------------------------------------------------------------------------------------------
 # Conversion checks (NumPy only).
 
@@ -148,6 +159,26 @@ def test_an_npz_that_is_not_bit_is_refused(tmp_path, capsys):
   del state['resnet/block3/unit02/b/group_norm/gamma']
   with pytest.raises(UserError, match=r"missing parameter 'resnet/block3/unit02/b/group_norm/gamma'"):
     convert.convert('bit_m_r50x1', state)
+
+
+def test_an_existing_output_directory_is_refused(tmp_path, capsys):
+  pytest.importorskip('safetensors')
+  from safetensors.numpy import save_file
+  save_file(synthetic_state('tv_resnet18'), str(tmp_path / 'r18.safetensors'))
+  out = tmp_path / 'out'
+  out.mkdir()
+  (out / 'keep.txt').write_text('mine')
+  args = ['import-weights', str(tmp_path / 'r18.safetensors'), '--arch', 'tv_resnet18', '--out',
+          str(out), '--no-check']
+  assert cli.main(args) == 2
+  assert 'already exists and is not empty' in capsys.readouterr().err
+  assert [p.name for p in out.iterdir()] == ['keep.txt']
+  (out / 'keep.txt').unlink()  # an empty directory is used
+  assert cli.main(args) == 0
+  assert 'not checked against PyTorch' in capsys.readouterr().out
+  variables, meta = runs.load_checkpoint(out)
+  assert meta['imported']['max_abs_logit_difference'] is None and meta['num_classes'] == 10
+  assert len(meta['imported']['sha256']) == 64
 
 
 def test_num_batches_tracked_is_ignored():

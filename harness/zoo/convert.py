@@ -70,6 +70,7 @@ def _torch_shape(shape: tuple[int, ...], leaf: str) -> tuple[int, ...]:
 
 
 def _from_torch(value: np.ndarray, flax_shape: tuple[int, ...]) -> np.ndarray:
+  del flax_shape  # implied by the transposition
   if value.ndim == 4:
     return value.transpose(2, 3, 1, 0)
   return value.T if value.ndim == 2 else value
