@@ -6,6 +6,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from harness import load_curves, models
 from harness.zoo import importer
@@ -53,3 +54,13 @@ def test_zoo_sweep_without_a_checkpoint_says_how_to_get_one(data_dir, tmp_path, 
   err = capsys.readouterr().err
   assert code == 2 and err.startswith("transferbench: error: a pair of kind 'target' has no source task")
   assert 'import-weights' in err
+
+
+def test_target_pair_is_one_task_of_the_given_classes(data_dir):
+  from harness import tasks
+  from harness.errors import UserError
+  a, b = tasks.make_task_pair(dict(kind='target', dataset='animal_mnist', classes=(3, 1)), data_dir)
+  assert a == b and b.name == 'animal_mnist' and b.classes == (1, 3)
+  assert len(tasks.make_task_pair(dict(kind='target', dataset='animal_mnist'), data_dir)[1].classes) == 10
+  with pytest.raises(UserError, match='class count mismatch'):
+    tasks.make_task_pair(dict(kind='target', dataset='animal_mnist', classes=(0, 10)), data_dir)
