@@ -373,7 +373,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 # Public ImageNet networks (harness/zoo): they build on the layers above, so they come last.
-from harness.zoo import bit as _bit, nets as _zoo  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable-next=wrong-import-position
+from harness.zoo import bit as _bit, nets as _zoo  # noqa: E402
 
 ARCHITECTURES.update(_zoo.ARCHITECTURES, **_bit.ARCHITECTURES)
 VARIANTS.update(_zoo.VARIANTS, **_bit.VARIANTS)

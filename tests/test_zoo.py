@@ -98,7 +98,8 @@ def test_synthetic_state_converts_to_the_architectures_variables():
 
 
 def test_vgg_keys_count_convs_relus_and_pools():
-  where = {key: path for key, (path, _, _) in convert.expected_shapes(convert.get_arch('tv_vgg16'), 10).items()}
+  expected = convert.expected_shapes(convert.get_arch('tv_vgg16'), 10)
+  where = {key: path for key, (path, _, _) in expected.items()}
   # features: block1 = 0, 2 (pool 4); block2 = 5, 7 (pool 9); block3 = 10, 12, 14 (pool 16)...
   assert where['features.0.weight'] == ('params', 'layer1', 'conv0', 'kernel')
   assert where['features.7.bias'] == ('params', 'layer2', 'conv1', 'bias')
@@ -120,25 +121,30 @@ def test_another_architecture_is_named_with_the_arch_that_fits():
 
 def test_missing_unexpected_and_misshapen_parameters_are_named():
   state = synthetic_state('tv_vgg11')
-  with pytest.raises(UserError, match=r"missing parameter 'features.3.bias' \(and 0 more\).*none of"):
+  missing = r"missing parameter 'features.3.bias' \(and 0 more\).*none of"
+  with pytest.raises(UserError, match=missing):
     convert.convert('tv_vgg11', {k: v for k, v in state.items() if k != 'features.3.bias'})
   with pytest.raises(UserError, match=r"unexpected parameter 'features.99.weight' \(and 0 more\)"):
     convert.convert('tv_vgg11', {**state, 'features.99.weight': np.zeros(3, np.float32)})
-  with pytest.raises(UserError, match=r"'classifier.3.weight' has shape \(4096, 10\), a tv_vgg11 has \(4096, 4096\)"):
+  misshapen = r"'classifier.3.weight' has shape \(4096, 10\), a tv_vgg11 has \(4096, 4096\)"
+  with pytest.raises(UserError, match=misshapen):
     convert.convert('tv_vgg11', {**state, 'classifier.3.weight': np.zeros((4096, 10), np.float32)})
   with pytest.raises(UserError, match=r"no parameter 'fc.bias'"):
     convert.convert('tv_resnet18', state)
 
 
 def test_bit_keys_are_the_released_npz_keys():
-  where = {key: path for key, (path, _, _) in convert.expected_shapes(convert.get_arch('bit_m_r50x1'), 21843).items()}
-  assert where['resnet/root_block/standardized_conv2d/kernel'] == ('params', 'layer1', 'conv', 'kernel')
+  expected = convert.expected_shapes(convert.get_arch('bit_m_r50x1'), 21843)
+  where = {key: path for key, (path, _, _) in expected.items()}
+  assert where['resnet/root_block/standardized_conv2d/kernel'] == (
+      'params', 'layer1', 'conv', 'kernel')
   assert where['resnet/block1/unit01/a/proj/standardized_conv2d/kernel'] == (
       'params', 'layer2', 'unit0', 'proj', 'kernel')
-  assert where['resnet/block4/unit03/c/group_norm/beta'] == ('params', 'layer5', 'unit2', 'norm3', 'bias')
+  assert where['resnet/block4/unit03/c/group_norm/beta'] == (
+      'params', 'layer5', 'unit2', 'norm3', 'bias')
   assert where['resnet/group_norm/gamma'] == ('params', 'layer5', 'final_norm', 'scale')
   assert where['resnet/head/conv2d/kernel'] == ('params', 'head', 'kernel')
-  shapes = {key: shape for key, (_, shape, _) in convert.expected_shapes(convert.get_arch('bit_m_r50x1'), 21843).items()}
+  shapes = {key: shape for key, (_, shape, _) in expected.items()}
   assert shapes['resnet/head/conv2d/kernel'] == (1, 1, 2048, 21843)
   assert shapes['resnet/block2/unit01/b/standardized_conv2d/kernel'] == (3, 3, 128, 128)
   # stem; 16 units of 3 convs and 3 norms (gamma, beta); 4 projections; final norm; head
@@ -157,7 +163,8 @@ def test_an_npz_that_is_not_bit_is_refused(tmp_path, capsys):
   assert not out.exists()
   state = synthetic_state('bit_m_r50x1')
   del state['resnet/block3/unit02/b/group_norm/gamma']
-  with pytest.raises(UserError, match=r"missing parameter 'resnet/block3/unit02/b/group_norm/gamma'"):
+  missing = r"missing parameter 'resnet/block3/unit02/b/group_norm/gamma'"
+  with pytest.raises(UserError, match=missing):
     convert.convert('bit_m_r50x1', state)
 
 
@@ -190,7 +197,8 @@ def test_num_batches_tracked_is_ignored():
 
 def test_unknown_arch_is_one_line_exit_2_nothing_written(tmp_path, capsys):
   out = tmp_path / 'out'
-  assert cli.main(['import-weights', str(tmp_path / 'x.pth'), '--arch', 'resnet18', '--out', str(out)]) == 2
+  args = ['import-weights', str(tmp_path / 'x.pth'), '--arch', 'resnet18', '--out', str(out)]
+  assert cli.main(args) == 2
   err = capsys.readouterr().err
   assert err.count('\n') == 1 and err.startswith("transferbench: error: unknown --arch 'resnet18'")
   assert 'tv_resnet18' in err and not out.exists()
@@ -233,7 +241,8 @@ def test_conversion_computes_what_pytorch_computes_at_every_layer(arch_name):
   for name, expected in torch_features.items():
     scale = max(1.0, float(np.max(np.abs(expected))))
     assert np.max(np.abs(features[name] - expected)) <= 1e-5 * scale, name
-  assert np.max(np.abs(logits - torch_logits)) <= 1e-5 * max(1.0, float(np.max(np.abs(torch_logits))))
+  scale = max(1.0, float(np.max(np.abs(torch_logits))))
+  assert np.max(np.abs(logits - torch_logits)) <= 1e-5 * scale
 
 
 def _save_torch(model, path):
@@ -303,7 +312,8 @@ def test_bad_files_are_one_line_errors_and_nothing_written(tmp_path, capsys):
               'missing.pth': 'no checkpoint file'}
   for name, message in expected.items():
     out = tmp_path / f'out_{name}'
-    code = cli.main(['import-weights', str(tmp_path / name), '--arch', 'tv_resnet18', '--out', str(out)])
+    code = cli.main(['import-weights', str(tmp_path / name), '--arch', 'tv_resnet18',
+                     '--out', str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.count('\n') == 1 and err.startswith('transferbench: error: '), name
     assert message in err, (name, err)

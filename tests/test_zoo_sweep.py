@@ -18,7 +18,8 @@ def random_imported_resnet18(path):
   model's own initialisation, whose activations stay finite through 5 layers)."""
   model = models.build_model('zoo/resnet18', 1000)
   variables = models.init_variables(model, jax.random.key(7), (32, 32, 3))
-  importer.write_checkpoint(path, variables, importer.checkpoint_meta('tv_resnet18', None, 1000, None))
+  meta = importer.checkpoint_meta('tv_resnet18', None, 1000, None)
+  importer.write_checkpoint(path, variables, meta)
   return path
 
 
@@ -33,7 +34,8 @@ def test_zoo_resnet18_tiny_runs_end_to_end(data_dir, tmp_path, capsys):
   curves = load_curves(results)
   final = curves[curves.step == curves.step.max()]
   assert set(zip(final.condition, final.n_layers, final.fine_tuned)) == {
-      ('scratch', 0, False), ('transfer', 2, False), ('transfer', 2, True), ('random_frozen', 2, False)}
+      ('scratch', 0, False), ('transfer', 2, False), ('transfer', 2, True),
+      ('random_frozen', 2, False)}
   assert set(final[final.condition == 'transfer'].source) == {'imagenet2012'}
   assert np.isfinite(final.accuracy).all()
   # AnB copies from the imported checkpoint, at the sweep's image size (its kwargs may differ
@@ -52,7 +54,8 @@ def test_zoo_sweep_without_a_checkpoint_says_how_to_get_one(data_dir, tmp_path, 
   code = main(['run', 'zoo_resnet18', '--arg', 'tiny', '--results', str(tmp_path / 'r'),
                '--data-dir', data_dir, '--no-progress'])
   err = capsys.readouterr().err
-  assert code == 2 and err.startswith("transferbench: error: a pair of kind 'target' has no source task")
+  assert code == 2
+  assert err.startswith("transferbench: error: a pair of kind 'target' has no source task")
   assert 'import-weights' in err
 
 
@@ -61,6 +64,7 @@ def test_target_pair_is_one_task_of_the_given_classes(data_dir):
   from harness.errors import UserError
   a, b = tasks.make_task_pair(dict(kind='target', dataset='animal_mnist', classes=(3, 1)), data_dir)
   assert a == b and b.name == 'animal_mnist' and b.classes == (1, 3)
-  assert len(tasks.make_task_pair(dict(kind='target', dataset='animal_mnist'), data_dir)[1].classes) == 10
+  _, every = tasks.make_task_pair(dict(kind='target', dataset='animal_mnist'), data_dir)
+  assert len(every.classes) == 10
   with pytest.raises(UserError, match='class count mismatch'):
     tasks.make_task_pair(dict(kind='target', dataset='animal_mnist', classes=(0, 10)), data_dir)

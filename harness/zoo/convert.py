@@ -87,7 +87,8 @@ def _from_big_vision(value: np.ndarray, flax_shape: tuple[int, ...]) -> np.ndarr
 
 # Layout of an original file: (Flax shape, leaf name) -> original shape, and
 # (original value, Flax shape) -> Flax value.
-LAYOUTS = {'torch': (_torch_shape, _from_torch), 'big_vision': (_big_vision_shape, _from_big_vision)}
+LAYOUTS = {'torch': (_torch_shape, _from_torch),
+           'big_vision': (_big_vision_shape, _from_big_vision)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +146,8 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     try:
       return dict(load_file(str(path)))
     except Exception as e:  # safetensors raises its own error types for a corrupt header
-      raise UserError(f'{path} is not a readable .safetensors file ({e}); download it again') from None
+      raise UserError(f'{path} is not a readable .safetensors file ({e}); download it '
+                      'again') from None
   if path.suffix == '.npz':
     try:
       with np.load(path, allow_pickle=False) as arrays:
@@ -183,8 +185,8 @@ def _flat(tree: Mapping) -> dict[tuple[str, ...], jax.ShapeDtypeStruct]:
 
 
 def expected_shapes(arch: ZooArch, num_classes: int) -> dict[str, tuple[tuple, tuple, tuple]]:
-  """Original key -> (its Flax path, original shape, Flax shape) for every variable of ``arch``, in the
-  network's order (numbered modules in turn, the head last)."""
+  """Original key -> (its Flax path, original shape, Flax shape) for every variable of ``arch``,
+  in the network's order (numbered modules in turn, the head last)."""
   model = models.build_model(arch.model, num_classes)
   size = arch.image_size
   shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), (size, size, 3)))
@@ -213,7 +215,9 @@ def _fix(state: Mapping[str, np.ndarray]) -> str:
     head = arch.key((models.HEAD, 'bias'))
     if head in state:
       expected = expected_shapes(arch, int(state[head].shape[0]))
-      if set(expected) == keys and all(tuple(state[k].shape) == s for k, (_, s, _) in expected.items()):
+      shapes_fit = all(tuple(state[k].shape) == s for k, (_, s, _) in expected.items()
+                       if k in state)
+      if set(expected) == keys and shapes_fit:
         fits.append(name)
   if fits:
     return f"it is a {ZOO[fits[0]].constructor} state_dict: use --arch {' or '.join(fits)}"

@@ -157,7 +157,8 @@ class ZooResNet(nn.Module):
       return x
     for i, depth in enumerate(self.stage_sizes):
       if i + 2 > start:
-        stage = ResNetStage(self.block, 64 * 2 ** i, depth, 1 if i == 0 else 2, name=f'layer{i + 2}')
+        stage = ResNetStage(self.block, 64 * 2 ** i, depth, 1 if i == 0 else 2,
+                            name=f'layer{i + 2}')
         x = _emit(self, i + 2, stage(x, train, _frozen_at(frozen, i + 1)))
       if stop == i + 2:
         return x
@@ -166,7 +167,7 @@ class ZooResNet(nn.Module):
 
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
-  """PyTorch's ``AdaptiveAvgPool2d(size)``: bin i covers rows floor(i*H/size) .. ceil((i+1)*H/size)."""
+  """PyTorch's ``AdaptiveAvgPool2d(size)``: bin i covers floor(i*H/size) .. ceil((i+1)*H/size)."""
   def bins(length):
     return [(i * length // size, -(-(i + 1) * length // size)) for i in range(size)]
   rows = [jnp.mean(x[:, a:b], axis=1) for a, b in bins(x.shape[1])]

@@ -60,7 +60,8 @@ def torch_model(arch: ZooArch, num_classes: int):
       model = getattr(torchvision.models, arch.constructor)(
           weights=None, num_classes=num_classes)
   except ImportError as e:
-    raise UserError(f'checking the import needs {e.name}: pip install "transferbench[zoo]"') from None
+    raise UserError(f'checking the import needs {e.name}: pip install "transferbench[zoo]" '
+                    '(or pass --no-check)') from None
   return model.eval()
 
 
@@ -74,7 +75,8 @@ def load_torch_model(arch: ZooArch, state: Mapping[str, np.ndarray]):
     with tempfile.TemporaryDirectory() as tmp:
       np.savez(pathlib.Path(tmp, 'bit.npz'), **state)
       with torch.no_grad():
-        resnetv2._load_weights(model, str(pathlib.Path(tmp, 'bit.npz')))  # pylint: disable=protected-access
+        load = resnetv2._load_weights  # pylint: disable=protected-access
+        load(model, str(pathlib.Path(tmp, 'bit.npz')))
     return model
   model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
   return model
