@@ -372,6 +372,21 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# Public ImageNet networks (harness/zoo): they build on the layers above, so they come last.
+# pylint: disable-next=wrong-import-position
+from harness.zoo import bit as _bit, nets as _zoo  # noqa: E402
+
+ARCHITECTURES.update(_zoo.ARCHITECTURES, **_bit.ARCHITECTURES)
+VARIANTS.update(_zoo.VARIANTS, **_bit.VARIANTS)
+INPUT_KWARGS = _zoo.INPUT_KWARGS
+
+
+def architecture_kwargs(kwargs: dict) -> dict:
+  """A model's keyword arguments less those that change only its input transform
+  (:data:`INPUT_KWARGS`): what a source checkpoint and the networks copying from it share."""
+  return {k: v for k, v in kwargs.items() if k not in INPUT_KWARGS}
+
+
 def _as_hashable(value):
   """Config values arrive as lists (JSON, ConfigDict); flax modules need hashable fields."""
   if isinstance(value, dict):

@@ -187,8 +187,14 @@ def environment() -> dict:
 
 
 def check_architecture(path, meta: dict, model: str, model_kwargs: dict) -> None:
-  """Raises a UserError if checkpoint metadata names another architecture than ``model``."""
-  if meta.get('model') != model or meta.get('model_kwargs') != json.loads(json.dumps(model_kwargs)):
+  """Raises a UserError if checkpoint metadata names another architecture than ``model``.
+
+  Keyword arguments of the input transform only (``models.INPUT_KWARGS``, e.g. the image size an
+  imported ImageNet network resizes to) may differ: they change no parameter.
+  """
+  same_kwargs = (models.architecture_kwargs(meta.get('model_kwargs') or {})
+                 == models.architecture_kwargs(json.loads(json.dumps(model_kwargs))))
+  if meta.get('model') != model or not same_kwargs:
     raise UserError(f"checkpoint {path} is of model '{meta.get('model')}' {meta.get('model_kwargs')}, "
                     f"but the sweep uses '{model}' {model_kwargs}: transfer needs the same architecture")
 

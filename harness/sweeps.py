@@ -180,6 +180,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
       raise UserError("target_examples_per_class makes task B scarce, so B must be the target: "
                       "use directions=('AB',) with a k-shot pair")
+    if pair.get('kind') == 'target' and other_task and not config.source_checkpoint:
+      raise UserError("a pair of kind 'target' has no source task: set --config.source_checkpoint"
+                      '=DIR (e.g. a network imported with `transferbench import-weights`)')
     task_a, task_b = tasks.make_task_pair(pair, config.data_dir or None)
     label = f'{task_a.name}|{task_b.name}'
     for task in (task_a, task_b):

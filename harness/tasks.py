@@ -7,7 +7,8 @@ the target task B of a study, by one of the kinds in :data:`PAIR_KINDS`:
 * ``random_halves``: a seeded random split of one data set's classes into disjoint halves A and B
   that together cover every class (Yosinski et al. 2014; A gets the smaller half if odd);
 * ``partition``: a user-given partition (e.g. semantically dissimilar halves: natural vs man-made);
-* ``datasets``: two data sets with the same input shape (e.g. MNIST digits -> Animal silhouettes).
+* ``datasets``: two data sets with the same input shape (e.g. MNIST digits -> Animal silhouettes);
+* ``target``: one task only, the target of a sweep whose source network is a checkpoint.
 
 Any kind takes ``target_examples_per_class: k`` (and ``sample_seed``) for a k-shot target B.
 Everything is deterministic (NumPy generators seeded from the config, never Python's ``hash``).
@@ -105,8 +106,20 @@ def _datasets(pair: Mapping, data_dir: str | None) -> tuple[TaskSpec, TaskSpec]:
   return tasks[0], tasks[1]
 
 
+def _target(pair: Mapping, data_dir: str | None) -> tuple[TaskSpec, TaskSpec]:
+  """A target task alone, for sweeps whose source network is a checkpoint (``source_checkpoint``,
+  e.g. an imported ImageNet network): A and B are both the data set's ``classes`` (default all),
+  and only B is trained."""
+  dataset = pair['dataset']
+  classes = pair.get('classes') or range(data.dataset_info(dataset, data_dir).num_classes)
+  task = TaskSpec(dataset.split(':')[-1], dataset,
+                  _check_classes(dataset, list(classes), 'classes', data_dir))
+  return task, task
+
+
 PAIR_KINDS: dict[str, Callable[[Mapping, str | None], tuple[TaskSpec, TaskSpec]]] = {
-    'random_halves': _random_halves, 'partition': _partition, 'datasets': _datasets}
+    'random_halves': _random_halves, 'partition': _partition, 'datasets': _datasets,
+    'target': _target}
 
 
 def make_task_pair(pair: Mapping, data_dir: str | None = None) -> tuple[TaskSpec, TaskSpec]:

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
   estimate_command.register(sub)
   from transferbench import reproduce_command
   reproduce_command.register(sub)
+  from transferbench import import_command
+  import_command.register(sub)
   _register_data(sub)
   _register_bench(sub)
   return parser
