@@ -10,9 +10,9 @@ and target, matched by seed where the seeds match and against the mean of that t
 runs otherwise (the per-run ``gap_<measure>`` of :func:`analysis.transfer.compare_with_scratch`).
 A replicate without any scratch run on its (pair, target) is an error, not a silent gap.
 
-Unit of replication. Observations that share initial weights are not independent: the harness
-starts seed s from the same weights in every pair, and random-frozen layers are identical across
-pairs. So when the observations span two or more seeds, the *unit is the seed*: the observations
+Unit of replication. Observations that share initial weights are not independent: results
+trained before the harness folded the task pair into the initial-weights key start seed s from
+the same weights in every pair (and its random-frozen layers are identical across pairs). So when the observations span two or more seeds, the *unit is the seed*: the observations
 of one seed are averaged over (pair, target) and the seeds are the replicates of every test and
 CI. With a single seed (e.g. the published networks, each trained once from its own
 initialisation) the unit is the (pair, target) observation. Every pooled row, claim part and

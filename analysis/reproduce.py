@@ -38,6 +38,12 @@ paper's n = 5 of 7, scaled by relative depth, round(5 N / 7), or ``Settings.dip_
 
 A slope is the least-squares slope of rel over n per observation, averaged per unit; its SE is
 between units, or with a single unit (one network per n) the residual SE of that regression.
+
+Convergence. Claim 1 compares BnB with its base net, which means something only if the base was
+trained to convergence (else BnB's upper layers gain from a second training budget). Every base
+net's convergence is checked (:mod:`analysis.convergence`: the test accuracy's gain over the last
+20% of training below 0.2 points); if a base net of the random halves did not converge, claim 1
+is **inconclusive: base not converged**, whatever its parts say.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from analysis import convergence as convergence_lib
 from analysis import measures as measures_lib
 from analysis import stats
 from analysis.curves import keep_complete, label, validate_curves
@@ -73,12 +80,17 @@ class Settings:
   alpha: float = stats.ALPHA
   margin: float = 0.01     # non-inferiority margin on score / base
   dip_n: int | None = None  # None: round(5 N / 7)
+  convergence_tolerance: float = convergence_lib.TOLERANCE  # accuracy gain over the last 20%
 
   def describe(self) -> str:
     return (f'score = {measures_lib.rule_name(self.rule, self.k)}, relative to base; one-sided '
             f't-tests at alpha={self.alpha}, Holm over each claim\'s parts; 90% t CIs; '
             f'non-inferiority margin {self.margin:g} x base; unit: the seed (mean over its '
-            'pairs) with two or more seeds, else the (pair, target)')
+            'pairs) with two or more seeds, else the (pair, target); '
+            f'{self.convergence_rule().describe()}')
+
+  def convergence_rule(self) -> convergence_lib.Rule:
+    return convergence_lib.Rule(tolerance=self.convergence_tolerance)
 
 
 @dataclasses.dataclass
@@ -116,13 +128,20 @@ class ClaimResult:
   statement: str
   verdict: str
   parts: list[Part]
+  note: str = ''  # why the verdict is not its parts' (e.g. base not converged)
 
   def evidence(self) -> str:
-    return '; '.join(p.text() for p in self.parts)
+    return '; '.join([p.text() for p in self.parts] + ([self.note] if self.note else []))
+
+  def heading(self) -> str:
+    """The verdict with its reason when one overrides the parts: 'inconclusive: base not
+    converged'."""
+    return f'{self.verdict}: {self.note.split(":")[0]}' if self.note else self.verdict
 
   def to_dict(self) -> dict:
     clean = lambda v: None if isinstance(v, float) and np.isnan(v) else v
     return {'claim': self.claim, 'statement': self.statement, 'verdict': self.verdict,
+            'verdict_reason': self.note or None,
             'family': 'Holm over the parts of this claim',
             'parts': [{k: clean(v) for k, v in dataclasses.asdict(p).items()} for p in self.parts]}
 
@@ -422,12 +441,13 @@ class Claim:
   """A published claim and the function that checks it (returns its parts)."""
   statement: str
   check: Callable[[pd.DataFrame, Settings], list[Part]]
+  converged_kinds: tuple[str, ...] = ()  # pair kinds whose base nets must have converged
 
 
 YOSINSKI2014_CLAIMS: dict[str, Claim] = {
     'fragile_coadaptation': Claim(
         'BnB drops below base in the middle layers (fragile co-adaptation) and recovers at the top',
-        claim_fragile_coadaptation),
+        claim_fragile_coadaptation, converged_kinds=(RANDOM_HALVES,)),
     'specificity': Claim('AnB falls as n grows (specificity), more steeply for the dissimilar pair',
                          claim_specificity),
     'fine_tuning_boost': Claim('AnB+ >= base (fine-tuning boost)', claim_fine_tuning_boost),
@@ -449,12 +469,25 @@ STUDIES: dict[str, Study] = {
 
 
 def check_claims(rel: pd.DataFrame, claims: Mapping[str, Claim],
-                 settings: Settings = Settings()) -> list[ClaimResult]:
-  """Checks every claim of a registry on a relative-scores table (:func:`relative_scores`)."""
+                 settings: Settings = Settings(),
+                 convergence: pd.DataFrame | None = None) -> list[ClaimResult]:
+  """Checks every claim of a registry on a relative-scores table (:func:`relative_scores`).
+
+  Args:
+    rel: relative scores.
+    claims: the study's claims.
+    settings: statistical choices.
+    convergence: :func:`analysis.convergence.base_convergence` of the runs (None: not checked);
+      a claim with ``converged_kinds`` whose base nets did not all converge is inconclusive.
+  """
   results = []
   for name, claim in claims.items():
     parts = decide(claim.check(rel, settings), settings.alpha)
-    results.append(ClaimResult(name, claim.statement, combine(parts), parts))
+    verdict, note = combine(parts), ''
+    if convergence is not None and claim.converged_kinds:
+      note = convergence_lib.summary(convergence, claim.converged_kinds)
+      verdict = INCONCLUSIVE if note else verdict
+    results.append(ClaimResult(name, claim.statement, verdict, parts, note))
   return results
 
 
@@ -464,7 +497,7 @@ def claims_markdown(results: Sequence[ClaimResult]) -> str:
   """A markdown table claim | verdict | evidence."""
   lines = ['| Claim | Verdict | Evidence (estimate [90% CI], Holm p, units) |', '|---|---|---|']
   for r in results:
-    lines.append(f'| {r.claim}: {r.statement} | **{r.verdict}** | '
+    lines.append(f'| {r.claim}: {r.statement} | **{r.heading()}** | '
                  + r.evidence().replace('|', r'\|') + ' |')
   return '\n'.join(lines)
 
@@ -484,15 +517,20 @@ def curve_table(rel: pd.DataFrame) -> pd.DataFrame:
 
 def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.DataFrame,
                   out: pathlib.Path, reference: str | None, settings: Settings = Settings(),
-                  draw: bool = True) -> list[pathlib.Path]:
-  """claims.json, claims.md, runs_relative.csv, curves_relative.csv and (``draw``) the figures."""
+                  draw: bool = True, convergence: pd.DataFrame | None = None
+                  ) -> list[pathlib.Path]:
+  """claims.json (with the base nets' convergence), claims.md, runs_relative.csv,
+  curves_relative.csv and (``draw``) the figures."""
   from harness.results import atomic_write_json
   out.mkdir(parents=True, exist_ok=True)
   written = [out / 'claims.json', out / 'claims.md', out / 'runs_relative.csv',
              out / 'curves_relative.csv']
+  bases = [] if convergence is None else convergence_lib.to_records(convergence)
   atomic_write_json(written[0], {'settings': dataclasses.asdict(settings),
                                  'method': settings.describe(),
-                                 'claims': [r.to_dict() for r in results]})
+                                 'claims': [r.to_dict() for r in results],
+                                 'convergence': {'rule': settings.convergence_rule().describe(),
+                                                 'base_nets': bases}})
   written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + '\n')
   rel.to_csv(written[2], index=False)
   curves = curve_table(rel)
@@ -527,7 +565,8 @@ def reproduce_curves(curves: pd.DataFrame, study: Study, settings: Settings,
     draw: also draw the figures.
 
   Returns:
-    (claim results, scored runs, relative scores, written paths).
+    (claim results, scored runs, relative scores, base nets' convergence
+    (:func:`analysis.convergence.base_convergence`), written paths).
 
   Raises:
     UserError: invalid curves, no pair/pair_kind, a replicate without its scratch run, runs
@@ -535,15 +574,17 @@ def reproduce_curves(curves: pd.DataFrame, study: Study, settings: Settings,
   """
   runs = score_runs(curves, settings.rule, settings.k)
   rel = relative_scores(runs)
-  results = check_claims(rel, study.claims, settings)
-  written = write_outputs(results, rel, runs, out, study.reference, settings, draw)
-  return results, runs, rel, written
+  complete, _ = keep_complete(validate_curves(curves))
+  convergence = convergence_lib.base_convergence(complete, settings.convergence_rule())
+  results = check_claims(rel, study.claims, settings, convergence)
+  written = write_outputs(results, rel, runs, out, study.reference, settings, draw, convergence)
+  return results, runs, rel, convergence, written
 
 
 def claims_text(results: Sequence[ClaimResult]) -> str:
   """The printed verdicts: one line per claim, then each part's effect, CI, p and units."""
   lines = []
   for r in results:
-    lines.append(f'\n[{r.verdict.upper()}] {r.claim}: {r.statement}')
-    lines += [f'    {part.text()}' for part in r.parts]
+    lines.append(f'\n[{r.heading().upper()}] {r.claim}: {r.statement}')
+    lines += [f'    {part.text()}' for part in r.parts] + ([f'    {r.note}'] if r.note else [])
   return '\n'.join(lines)

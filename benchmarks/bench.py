@@ -78,7 +78,8 @@ def naive_jax(specs, data_dir) -> float:
     model = models.build_model(spec.model, data.num_classes, **dict(spec.model_kwargs))
     names = models.layer_names(model.num_layers)
     plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
-    init = models.init_variables(model, engine.init_key(spec.seed, engine.is_base(plan)), data.input_shape)
+    key = engine.init_key(spec.seed, engine.pair_tag(spec.pair), engine.is_base(plan))
+    init = models.init_variables(model, key, data.input_shape)
     variables = transfer.combine(init, finals.get(spec.source_run), plan, names)
     tx = training.make_optimizer(hyper['lr'], hyper['momentum'], hyper['weight_decay'])
     state = training.create_state(variables, plan, names, tx,

@@ -223,7 +223,8 @@ def starting_variables(spec: RunSpec, model, input_shape, store: ResultsStore) -
   names = models.layer_names(model.num_layers)
   plan = semantics.plan_of(spec, model.num_layers)
   fresh = plan.fresh if plan.fresh is not None else np.zeros_like(plan.copy)
-  init = semantics.own_init(model, spec.seed, semantics.is_base(plan), fresh, input_shape)
+  init = semantics.own_init(model, spec.seed, semantics.pair_tag(spec.pair),
+                            semantics.is_base(plan), fresh, input_shape)
   if not np.any(plan.copy):
     return init
   source = source_variables(spec, store, spec.model, dict(spec.model_kwargs))

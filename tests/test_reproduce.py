@@ -45,3 +45,42 @@ def test_reproduce_user_errors(tmp_path, capsys):
   assert 'no such file or directory' in capsys.readouterr().err
   assert main(['reproduce', 'yosinski2014', '--curves', 'x.csv', '--analyze-only']) == 2
   assert '--curves reads a curves file' in capsys.readouterr().err
+
+
+def test_the_converged_design_is_the_papers():
+  """4 random splits and the dissimilar pair, both directions, 5 seeds, BnB, BnB+, AnB, AnB+ and
+  random-frozen at every n = 1..7, a step-decay schedule."""
+  import collections
+  from harness import sweeps
+  config = sweeps.load_sweep('yosinski2014_converged')
+  kinds = collections.Counter(p['kind'] for p in config.pairs)
+  assert kinds == {'random_halves': 4, 'datasets': 1}
+  assert len({p.get('split_seed') for p in config.pairs if p['kind'] == 'random_halves'}) == 4
+  assert set(config.directions) == {'AB', 'BA'} and config.seeds >= 5
+  assert set(config.conditions) == {'selffer', 'transfer', 'random_frozen'}
+  assert set(config.fine_tune) == {False, True} and not config.n_layers  # every n
+  assert 0 < config.train.lr_decay_every < config.train.steps and config.train.lr_decay_factor < 1
+
+
+def test_reproduce_the_converged_design_tiny_reports_every_base_net(data_dir, tmp_path, capsys):
+  results = tmp_path / 'res'
+  assert main(['run', 'yosinski2014_converged', '--arg', 'tiny', '--results', str(results),
+               '--data-dir', data_dir, '--no-progress']) == 0
+  curves = load_curves(results)
+  # Both directions: each target of each pair has its base nets, selffer and transfer runs.
+  for pair, frame in curves.groupby('pair'):
+    for condition in ('scratch', 'selffer', 'transfer', 'random_frozen'):
+      assert frame.loc[frame.condition == condition, 'target'].nunique() == 2, (pair, condition)
+  capsys.readouterr()
+  assert main(['reproduce', 'yosinski2014', '--analyze-only', '--results', str(results),
+               '--no-figures']) == 0
+  printed = capsys.readouterr().out
+  saved = json.loads((results / 'reproduce' / 'claims.json').read_text())
+  bases = saved['convergence']['base_nets']
+  assert len(bases) == 2 * 2 * 2  # pairs x targets x seeds
+  assert all(b['converged'] in (True, False) for b in bases)
+  assert 'Convergence of the base nets' in printed and printed.count('mnist_A0|mnist_B0') >= 4
+  coadaptation = saved['claims'][0]
+  unconverged = not all(b['converged'] for b in bases if b['pair'] == 'mnist_A0|mnist_B0')
+  assert (coadaptation['verdict_reason'] or '').startswith('base not converged') == unconverged
+  assert coadaptation['verdict'] == 'inconclusive' or not unconverged

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from harness import load_curves, models, runner, runs, sweeps, transfer
+from harness import engine, load_curves, models, runner, runs, sweeps, transfer
 from transferbench.cli import main
 from harness.errors import UserError
 from harness.results import CURVE_COLUMNS, ResultsStore
@@ -97,6 +97,35 @@ def test_transferred_networks_share_one_init_independent_of_the_base_nets(swept,
       np.testing.assert_array_equal(start[c][layer]['kernel'], start['selffer'][layer]['kernel'])
     assert not np.allclose(start['selffer'][layer]['kernel'], base_init[layer]['kernel'])
   assert not np.allclose(start['selffer']['layer1']['kernel'], start['transfer']['layer1']['kernel'])
+
+
+def test_initial_weights_differ_between_splits_of_one_seed(data_dir):
+  """Splits are independent replicates: the same seed on two random splits starts every network
+  (base and transferred) from other weights; the same split and seed, expanded again, from the
+  same ones."""
+  config = tiny_config(data_dir)
+  config.pairs = [dict(kind='random_halves', dataset='digits', split_seed=s) for s in (0, 1)]
+  model = models.build_model('mlp', 5, hidden=(16, 16))
+
+  def start(specs, condition, split):
+    spec = next(s for s in specs if s.condition == condition and s.seed == 0
+                and s.pair.endswith(f'B{split}') and s.n_layers in (0, 1) and not s.fine_tuned)
+    return runs.starting_variables(spec, model, (8, 8, 1), store=None)['params']
+
+  specs, again = sweeps.expand(config), sweeps.expand(config)
+  for condition in ('scratch', 'random_frozen'):
+    split0, split1 = start(specs, condition, 0), start(specs, condition, 1)
+    for layer in ('layer1', 'layer2', 'head'):
+      assert not np.allclose(split0[layer]['kernel'], split1[layer]['kernel'])
+    for layer in ('layer1', 'layer2', 'head'):
+      np.testing.assert_array_equal(start(again, condition, 0)[layer]['kernel'],
+                                    split0[layer]['kernel'])
+
+
+def test_the_pair_tag_is_the_standard_crc32():
+  """The key's pair number is CRC-32 of the label, stable across processes (Python's ``hash`` of a
+  string is not): 0xCBF43926 is CRC-32's published check value, of '123456789'."""
+  assert engine.pair_tag('123456789') == 0xCBF43926
 
 
 def test_selffer_with_a_fresh_head_starts_near_chance(swept):

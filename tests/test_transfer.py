@@ -230,9 +230,9 @@ def test_fresh_layers_differ_from_own_init_and_are_deterministic():
   from harness.engine import semantics
   model, names, _, _ = _mlp_batch()
   fresh = np.array([0, 1, 0], np.float32)
-  own = semantics.own_init(model, 3, False, np.zeros(3, np.float32), (8, 8, 1))
-  drawn = semantics.own_init(model, 3, False, fresh, (8, 8, 1))
-  again = semantics.own_init(model, 3, False, fresh, (8, 8, 1))
+  own = semantics.own_init(model, 3, semantics.pair_tag('p'), False, np.zeros(3, np.float32), (8, 8, 1))
+  drawn = semantics.own_init(model, 3, semantics.pair_tag('p'), False, fresh, (8, 8, 1))
+  again = semantics.own_init(model, 3, semantics.pair_tag('p'), False, fresh, (8, 8, 1))
   assert _leaves_equal(drawn, again)
   assert _leaves_equal(drawn['params']['layer1'], own['params']['layer1'])
   assert _leaves_equal(drawn['params']['head'], own['params']['head'])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from analysis import convergence as convergence_lib
 from analysis import measures as measures_lib
 from analysis import reproduce
 from analysis import stats
@@ -55,6 +56,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                  'base (default 0.01)')
   p.add_argument('--dip-n', type=int, help='n of the fragile co-adaptation dip, fixed in advance '
                  '(default: the paper\'s 5 of 7 layers scaled to the deepest n, round(5 N / 7))')
+  p.add_argument('--convergence-tol', type=float, default=reproduce.Settings.convergence_tolerance,
+                 help='a base net converged iff its test accuracy gained less than this over the '
+                 'last 20%% of training (default 0.002: 0.2 points); an unconverged base makes '
+                 'fragile co-adaptation inconclusive')
   p.set_defaults(func=run)
   return p
 
@@ -68,8 +73,11 @@ def _settings(args: argparse.Namespace) -> reproduce.Settings:
     args.k = measures_lib.default_k(args.rule)
   if args.k < 1:
     raise UserError(f'--k {args.k} must be a positive integer')
+  if not args.convergence_tol > 0:
+    raise UserError(f'--convergence-tol {args.convergence_tol} must be an accuracy gain > 0, '
+                    'e.g. 0.002')
   return reproduce.Settings(rule=args.rule, k=args.k, alpha=args.alpha, margin=args.margin,
-                            dip_n=args.dip_n)
+                            dip_n=args.dip_n, convergence_tolerance=args.convergence_tol)
 
 
 def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
@@ -119,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
   else:
     curves, source, default_out = _results_curves(args, study)
   out = pathlib.Path(args.out) if args.out else default_out
-  results, runs, _, written = reproduce.reproduce_curves(curves, study, settings, out,
-                                                         draw=not args.no_figures)
+  results, runs, _, convergence, written = reproduce.reproduce_curves(
+      curves, study, settings, out, draw=not args.no_figures)
   print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {source} '
         f'({settings.describe()})')
   print(reproduce.claims_text(results))
+  print('\n' + convergence_lib.text(convergence, settings.convergence_rule()))
   print(f'\nWrote {len(written)} files to {out}')
   return 0

@@ -9,5 +9,5 @@ from harness.engine.execute import (ExecutionReport, balanced_pack_size, concurr
 from harness.engine.prefix import prefix_keys
 from harness.engine.programs import programs_compiled
 from harness.engine.scheduler import levels, source_status
-from harness.engine.semantics import batch_order, dropout_key, init_key, is_base
+from harness.engine.semantics import batch_order, dropout_key, init_key, is_base, pair_tag
 from harness.engine.strategies import AUTO, STRATEGIES, Strategy, choose_strategy

@@ -249,7 +249,7 @@ def _work_items(packs: list[Pack]) -> list[list[Pack]]:
     if pack.strategy.packs or not pack.frozen():
       items[i] = [pack]
     else:
-      owner = spec.source_id or ('init', spec.seed)
+      owner = spec.source_id or ('init', spec.seed, spec.pair)
       items.setdefault((id(pack.family), owner), []).append(pack)
   work = lambda p: sum(s.hyper['steps'] * (1 - p.frozen() / p.family.model.num_layers)
                        for s in p.specs)

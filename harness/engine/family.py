@@ -125,11 +125,11 @@ class RunInputs:
   keys: tuple
 
 
-def start_args(seed: int, plan: transfer.Plan, copied: dict, steps: int) -> tuple:
+def start_args(seed: int, pair: str, plan: transfer.Plan, copied: dict, steps: int) -> tuple:
   """A run's arguments of ``programs.start_program``, with the dtypes its programs take."""
   schedule = training.TrainSchedule.of(plan, steps)
   fresh = plan.fresh if plan.fresh is not None else np.zeros_like(plan.copy)
-  return (np.int32(seed), np.bool_(semantics.is_base(plan)), copied,
+  return (np.int32(seed), semantics.pair_tag(pair), np.bool_(semantics.is_base(plan)), copied,
           np.asarray(plan.copy, np.float32), np.asarray(fresh, np.float32),
           schedule.multipliers, schedule.starts)
 
@@ -146,7 +146,7 @@ def run_inputs(specs, family: Family, store: ResultsStore, packed: bool) -> RunI
   for spec in specs:
     plan = semantics.plan_of(spec, family.model.num_layers)
     source = family.source(spec, store) if np.any(plan.copy) else None
-    starts.append(start_args(spec.seed, plan, family.copied(source, plan), steps))
+    starts.append(start_args(spec.seed, spec.pair, plan, family.copied(source, plan), steps))
     idx.append(semantics.batch_order(spec.seed, spec.target.name, family.shapes.num_train,
                                      steps, batch_size))
     plans.append(plan)

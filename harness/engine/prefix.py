@@ -31,7 +31,7 @@ def prefix_keys(spec, plan: transfer.Plan) -> tuple[str, ...]:
   """Keys of a run's leading layers: ``keys[d - 1]`` is equal for two runs of a family exactly
   when their layers 1..d start equal. A copied layer is named by its source network, a
   re-initialised one by its fresh key, another by the run's initial-weights key
-  (:func:`semantics.init_key`: the seed, and base net or not)."""
+  (:func:`semantics.init_key`: the seed, the task pair, and base net or not)."""
   base = semantics.is_base(plan)
   fresh = plan.fresh if plan.fresh is not None else np.zeros_like(plan.copy)
   digest, keys = hashlib.blake2b(digest_size=16), []
@@ -39,7 +39,7 @@ def prefix_keys(spec, plan: transfer.Plan) -> tuple[str, ...]:
     if copied:
       name = ('copy', spec.source_id, layer)
     else:
-      name = ('fresh' if redrawn else 'init', spec.seed, not base, layer)
+      name = ('fresh' if redrawn else 'init', spec.seed, spec.pair, not base, layer)
     digest.update(repr(name).encode())
     keys.append(digest.hexdigest())
   return tuple(keys)

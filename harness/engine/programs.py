@@ -207,12 +207,12 @@ def divisor_at_most(n: int, cap: int) -> int:
 # ----------------------------------------------------------------------------------------------
 # A run's starting state, inside its program.
 
-def _start_one(seed, base, copied, copy, fresh, multipliers, starts, *, model, input_shape, tx):
+def _start_one(seed, pair, base, copied, copy, fresh, multipliers, starts, *, model, input_shape, tx):
   """:func:`semantics.start_state` of one run from data: its own initial weights
   (:func:`semantics.own_init`), the layers where ``copy`` (per layer, 0/1) taken from ``copied``
   (the source network's layers, laid out as the whole network), its schedule of multipliers."""
   names = models.layer_names(model.num_layers)
-  init = semantics.own_init(model, seed, base, fresh, input_shape)
+  init = semantics.own_init(model, seed, pair, base, fresh, input_shape)
   schedule = training.TrainSchedule(multipliers, starts)
   return semantics.start_state(init, copied, copy, schedule, names, tx,
                                semantics.dropout_key(seed))
@@ -220,7 +220,7 @@ def _start_one(seed, base, copied, copy, fresh, multipliers, starts, *, model, i
 
 @functools.lru_cache(maxsize=None)
 def start_program(model, input_shape: tuple, tx) -> Callable:
-  """``(seed, base, copied, copy, fresh, multipliers, starts) -> TrainState`` of one run (see
+  """``(seed, pair, base, copied, copy, fresh, multipliers, starts) -> TrainState`` of one run (see
   :func:`_start_one`), for the strategies that call a step program."""
   return jax.jit(functools.partial(_start_one, model=model, input_shape=input_shape, tx=tx))
 
@@ -233,7 +233,7 @@ def _whole_run(start, prefix, idx, data, points, depth_index, *, model, input_sh
   """One run from its starting state to its last evaluation.
 
   Args:
-    start: ``(seed, base, copied, copy, fresh, multipliers, starts)`` (:func:`_start_one`).
+    start: ``(seed, pair, base, copied, copy, fresh, multipliers, starts)`` (:func:`_start_one`).
     prefix: ``(branch, f_train, f_test)`` (:func:`frozen_outputs`; not read without a switch).
     idx: the run's batch indices, (steps, batch).
     data: ``(x_train, y_train, x_test, y_test, valid)`` of the family.

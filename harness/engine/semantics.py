@@ -38,19 +38,30 @@ def is_base(plan: transfer.Plan) -> bool:
   return not (np.any(plan.copy) or fresh or plan.phases or np.any(plan.train != 1))
 
 
-def init_key(seed, base) -> jax.Array:
-  """Initial-weights key: ``key(seed)`` for base nets, an independent draw for the others.
+def pair_tag(pair: str) -> np.uint32:
+  """A task pair's label as the 32-bit number folded into its runs' initial-weights key (CRC-32:
+  stable across processes and machines, unlike Python's ``hash``)."""
+  return np.uint32(zlib.crc32(pair.encode()))
 
-  Every other network of seed ``s`` starts from one draw, ``fold_in(key(s), 1)``, before its
-  layers are copied, so the conditions of one seed differ only in their copied layers and in what
-  trains, while their re-initialised upper layers do not restart at the values the copied layers
-  co-adapted with during the base net's training (as Yosinski et al. re-initialise them).
+
+def init_key(seed, pair, base) -> jax.Array:
+  """Initial-weights key: ``fold_in(key(seed), pair)`` for base nets, an independent draw for the
+  others.
+
+  The pair is folded in so that the splits of a study are independent replicates: the same seed
+  on two task pairs starts from different weights (one rule for every pair, a sweep with one
+  pair included). Every other network of seed ``s`` and pair ``p`` starts from one draw,
+  ``fold_in(fold_in(key(s), p), 1)``, before its layers are copied, so the conditions of one
+  (seed, pair) differ only in their copied layers and in what trains, while their re-initialised
+  upper layers do not restart at the values the copied layers co-adapted with during the base
+  net's training (as Yosinski et al. re-initialise them).
 
   Args:
     seed: the run's seed (int, or a traced int32).
+    pair: :func:`pair_tag` of its task pair (uint32, or a traced uint32).
     base: :func:`is_base` of its plan (bool, or a traced bool).
   """
-  key = jax.random.key(seed)
+  key = jax.random.fold_in(jax.random.key(seed), pair)
   return lax.cond(base, lambda k: k, lambda k: jax.random.fold_in(k, _TRANSFERRED_INIT), key)
 
 
@@ -77,13 +88,14 @@ def batch_order(seed: int, target_name: str, num_train: int, steps: int,
   return np.stack([next(batches) for _ in range(max(1, steps))]).astype(np.int32)
 
 
-def own_init(model, seed, base, fresh, input_shape: tuple) -> dict:
-  """A run's own initial variables, with its ``fresh`` layers (per-layer 0/1) re-drawn.
+def own_init(model, seed, pair, base, fresh, input_shape: tuple) -> dict:
+  """A run's own initial variables (:func:`init_key` of its seed, pair tag and base-or-not), with
+  its ``fresh`` layers (per-layer 0/1) re-drawn.
 
   The fresh draw is made only when a layer asks for it (a ``lax.cond``), so plans without fresh
   layers compute what they always did.
   """
-  key = init_key(seed, base)
+  key = init_key(seed, pair, base)
   init = models.init_variables(model, key, input_shape)
   names = models.layer_names(model.num_layers)
 

@@ -100,7 +100,7 @@ def program_args(data: FamilyData, inputs: RunInputs, branch: int, features: tup
 def placeholder_inputs(family: Family, size: int, packed: bool) -> RunInputs:
   """Inputs shaped as a pack's (zeros), for compiling from shapes."""
   layers = np.zeros(family.model.num_layers, np.float32)
-  one = (np.int32(0), np.bool_(False), family.zeros, layers, layers,
+  one = (np.int32(0), np.uint32(0), np.bool_(False), family.zeros, layers, layers,
          np.zeros((training.MAX_PHASES, len(layers)), np.float32),
          np.zeros(training.MAX_PHASES, np.int32))
   idx = np.zeros(index_shape(family.hyper), np.int32)
