@@ -33,7 +33,7 @@ def plan_of(spec, num_layers: int) -> transfer.Plan:
 
 def is_base(plan: transfer.Plan) -> bool:
   """Whether a plan trains a whole network from its own initialisation (a base net: the source
-  networks of transfers start from ``key(seed)`` and have their weights saved)."""
+  networks of transfers start from the seed's and pair's key and have their weights saved)."""
   fresh = plan.fresh is not None and np.any(plan.fresh)
   return not (np.any(plan.copy) or fresh or plan.phases or np.any(plan.train != 1))
 
