@@ -12,10 +12,11 @@ Command:
 
 Runtime: about a minute on a 2-core CPU (docs/performance.md), plus a few seconds once to build
 MNIST into TFDS files.
-Expected numbers (final test accuracy, mean over 5 seeds, jax 0.10.2 on CPU; bit-identical
-across machines of the same kind): baseB 0.981; AnB 0.975 / 0.951 / 0.898 and random frozen
-0.966 / 0.935 / 0.870 for n = 1 / 2 / 3 (specificity, and random features worse still); AnB+
-0.983-0.984 (fine-tuning recovers base); BnB 0.984-0.985, slightly above base: no fragile co-adaptation in this small MLP, whose copied
+Expected numbers (final score = mean of the last 3 evaluations, mean over 5 seeds, jax 0.10.2
+on CPU; bit-identical on the same CPU model and library versions, within ~0.002 elsewhere):
+baseB 0.980; AnB 0.973 / 0.953 / 0.895 and random frozen 0.966 / 0.940 / 0.880 for n = 1 / 2 / 3
+(specificity, and random features worse still); AnB+ 0.981-0.982 (fine-tuning recovers base);
+BnB 0.984-0.985, slightly above base: no fragile co-adaptation in this small MLP, whose copied
 layers were trained for 600 steps before the upper layers get 600 more.
 """
 
