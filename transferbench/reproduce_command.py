@@ -18,6 +18,7 @@ import pathlib
 from analysis import measures as measures_lib
 from analysis import reproduce
 from analysis import stats
+from analysis import studies
 from harness.errors import UserError
 
 
@@ -25,11 +26,14 @@ def register(subparsers) -> argparse.ArgumentParser:
   """Adds the ``reproduce`` subcommand (``func=run``) to an argparse subparsers object."""
   p = subparsers.add_parser(
       'reproduce', help='run a published study at small scale and check its claims',
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='studies:\n' + studies.listing(),
       description='Run (or resume) a study\'s sweep, or read --curves FILE, then check the '
       'paper\'s claims (reproduced / not reproduced / inconclusive) with one-sided t-tests over '
       'the independent units, Holm over each claim\'s parts; dotted overrides like '
       '--config.seeds=3 follow. See docs/analysis/pooling_and_claims.md.')
-  p.add_argument('study', choices=sorted(reproduce.STUDIES), help='the study to reproduce')
+  p.add_argument('study', metavar='STUDY',
+                 help=f'the study to reproduce: {", ".join(sorted(studies.STUDIES))} (below)')
   p.add_argument('--results', help='results directory (default: results/<sweep name>)')
   p.add_argument('--curves', metavar='FILE',
                  help='check the claims on this long-format curves file (with pair and '
@@ -72,7 +76,7 @@ def _settings(args: argparse.Namespace) -> reproduce.Settings:
                             dip_n=args.dip_n)
 
 
-def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
+def _sweep_config(args: argparse.Namespace, study: studies.Study):
   from harness import sweeps
   config = sweeps.apply_overrides(sweeps.load_sweep(study.sweep, args.arg),
                                   getattr(args, 'overrides', []))
@@ -81,11 +85,29 @@ def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
   return config
 
 
-def _results_curves(args: argparse.Namespace, study: reproduce.Study):
+def _sweep_names(study: studies.Study) -> set[str]:
+  """The config names a study's sweep writes (with its default and its tiny argument)."""
+  from harness import sweeps
+  return {sweeps.load_sweep(study.sweep, arg).name for arg in (None, 'tiny')}
+
+
+def _check_owner(results: pathlib.Path, expected: str, study: str) -> None:
+  """Refuses a results directory whose sweep.json records another study's sweep."""
+  from harness.results import load_sweep_config
+  recorded = (load_sweep_config(results) or {}).get('name') if results.is_dir() else None
+  if recorded is None or recorded == expected:
+    return
+  owners = {name: _sweep_names(s) for name, s in studies.STUDIES.items()}
+  studies.check_results_belong(str(results), recorded, expected, study,
+                               studies.study_of_sweep(recorded, owners))
+
+
+def _results_curves(args: argparse.Namespace, study: studies.Study):
   """(curves, results directory, default output) after running the sweep unless --analyze-only."""
   from harness.results import load_curves
   config = _sweep_config(args, study)
   results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
+  _check_owner(results, config.name, args.study)
   if args.analyze_only:
     if not results.is_dir():
       raise UserError(f'no results directory {results}: run `transferbench reproduce '
@@ -107,7 +129,7 @@ def _results_curves(args: argparse.Namespace, study: reproduce.Study):
 
 def run(args: argparse.Namespace) -> int:
   """Gets the curves (training unless --analyze-only or --curves), checks and prints the claims."""
-  study = reproduce.STUDIES[args.study]
+  study = studies.get(args.study)
   settings = _settings(args)
   if args.curves:
     if args.analyze_only or args.results:
