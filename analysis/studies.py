@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from analysis import reproduce
+from analysis import criticality, reproduce
 from harness.errors import UserError
 
 
@@ -25,12 +25,15 @@ class Study:
     reference: the key of its published numbers under ``results/reference/`` (None: none).
     title: one line for ``--help`` and tables.
     citation: the paper.
+    pipeline: how the app layer measures it: ``curves`` (claims on the training curves) or
+      ``resets`` (evaluation-only: per-layer resets of the trained base nets).
   """
   sweep: str
   claims: Mapping[str, reproduce.Claim]
   reference: str | None
   title: str
   citation: str
+  pipeline: str = 'curves'
 
 
 STUDIES: dict[str, Study] = {
@@ -38,6 +41,10 @@ STUDIES: dict[str, Study] = {
         'yosinski2014_small', reproduce.YOSINSKI2014_CLAIMS, 'yosinski2014',
         'how transferable are features: AnB, BnB, AnB+, random features vs n',
         'Yosinski, Clune, Bengio & Lipson, NeurIPS 2014'),
+    'criticality': Study(
+        'criticality_small', criticality.CLAIMS, 'criticality',
+        'are all layers created equal: accuracy after resetting one trained layer',
+        'Zhang, Bengio & Singer, JMLR 2022', pipeline='resets'),
 }
 
 

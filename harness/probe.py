@@ -96,3 +96,31 @@ def layer_features(probe: RunProbe, variables: dict, examples: int = 500) -> dic
   """Every transferable layer's output on the first ``examples`` test examples."""
   fn = jax.jit(functools.partial(models.layer_outputs, probe.model))
   return {k: np.asarray(v) for k, v in fn(variables, probe.test[0][:examples]).items()}
+
+
+def toward(trained: dict, initial: dict, layer: str, alpha: float) -> dict:
+  """``trained`` with one layer moved to ``(1 - alpha) trained + alpha initial`` (alpha 1: reset)."""
+  moved = jax.tree.map(lambda t, i: (1.0 - alpha) * t + alpha * i,
+                       {c: trained[c].get(layer, {}) for c in trained},
+                       {c: initial[c].get(layer, {}) for c in initial})
+  return {c: {**trained[c], **({layer: moved[c]} if layer in trained[c] else {})} for c in trained}
+
+
+def reset_measurements(probe: RunProbe, alphas=(0.25, 0.5, 0.75, 1.0)) -> list[dict]:
+  """Per layer, test accuracy and loss after resetting it (Zhang, Bengio & Singer 2022).
+
+  Rows (one per measurement): ``layer``, ``measure`` (``trained``; ``reinit``: the layer back at
+  the values the run started from; ``rerandom``: a fresh draw; ``line``: ``alpha`` of the way
+  from trained to initial), ``alpha``, ``accuracy``, ``loss``.
+  """
+  evaluate, initial, fresh = evaluator(probe), probe.initial(), probe.redrawn(0)
+  acc, loss = evaluate(probe.trained)
+  rows = [dict(layer='', measure='trained', alpha=0.0, accuracy=acc, loss=loss)]
+  for layer in probe.names:
+    for measure, alpha, variables in (
+        [('reinit', 1.0, with_layer(probe.trained, initial, layer)),
+         ('rerandom', 1.0, with_layer(probe.trained, fresh, layer))]
+        + [('line', a, toward(probe.trained, initial, layer, a)) for a in alphas]):
+      acc, loss = evaluate(variables)
+      rows.append(dict(layer=layer, measure=measure, alpha=float(alpha), accuracy=acc, loss=loss))
+  return rows

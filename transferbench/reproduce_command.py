@@ -127,10 +127,9 @@ def _results_curves(args: argparse.Namespace, study: studies.Study):
   return curves, results, results / 'reproduce'
 
 
-def run(args: argparse.Namespace) -> int:
-  """Gets the curves (training unless --analyze-only or --curves), checks and prints the claims."""
-  study = studies.get(args.study)
-  settings = _settings(args)
+def _curves_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Claims on training curves (a results directory, or --curves FILE)."""
   if args.curves:
     if args.analyze_only or args.results:
       raise UserError('--curves reads a curves file: drop --results / --analyze-only')
@@ -148,3 +147,30 @@ def run(args: argparse.Namespace) -> int:
   print(reproduce.claims_text(results))
   print(f'\nWrote {len(written)} files to {out}')
   return 0
+
+
+def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Evaluation-only: per-layer resets of the sweep's trained base nets, then the claims."""
+  from transferbench import resets_pipeline
+  if args.curves:
+    raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
+                    '--curves (pass --results DIR)')
+  _, results, default_out = _results_curves(args, study)
+  out = pathlib.Path(args.out) if args.out else default_out
+  table = resets_pipeline.measure(results, _sweep_config(args, study).data_dir or None)
+  claims, written = resets_pipeline.check(table, study, settings, out, draw=not args.no_figures)
+  print(f'\n{args.study}: claims of the paper vs {table["run_id"].nunique()} networks in '
+        f'{results}')
+  print(reproduce.claims_text(claims))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
+
+
+PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline}
+
+
+def run(args: argparse.Namespace) -> int:
+  """Measures the study (training unless --analyze-only or --curves), checks and prints the claims."""
+  study = studies.get(args.study)
+  return PIPELINES[study.pipeline](args, study, _settings(args))
