@@ -58,7 +58,7 @@ def drops(table: pd.DataFrame) -> pd.DataFrame:
   return resets
 
 
-def _per_seed(values: pd.Series) -> reproduce.Effect:
+def per_seed(values: pd.Series) -> reproduce.Effect:
   """Mean over seeds (each seed's targets averaged) with its t standard error."""
   units = values.groupby(level='seed').mean().to_numpy(float)
   unit = f'seed ({len(units)}; mean over its targets)'
@@ -82,9 +82,9 @@ def claim_robust_and_critical(d: pd.DataFrame, settings: reproduce.Settings) -> 
   note = _layers_note(d, 'drop_reinit')
   return [reproduce.make_part('most layers robust',
                               f'fraction of layers with reinit drop < {ROBUST:g}, minus 1/2',
-                              _per_seed(robust), settings, note),
+                              per_seed(robust), settings, note),
           reproduce.make_part('a critical layer', f'largest reinit drop - {CRITICAL:g}',
-                              _per_seed(worst), settings)]
+                              per_seed(worst), settings)]
 
 
 def claim_rerandomisation_harsher(d: pd.DataFrame,
@@ -93,7 +93,7 @@ def claim_rerandomisation_harsher(d: pd.DataFrame,
   gap = d.groupby(['target', 'seed']).apply(
       lambda g: float(np.mean(g['reinit'] - g['rerandom'])), include_groups=False)
   return [reproduce.make_part('harsher', 'accuracy(reinit) - accuracy(rerandom), mean over layers',
-                              _per_seed(gap), settings, _layers_note(d, 'drop_rerandom'))]
+                              per_seed(gap), settings, _layers_note(d, 'drop_rerandom'))]
 
 
 CLAIMS: dict[str, reproduce.Claim] = {

@@ -9,9 +9,11 @@ and the paper. Adding a study is adding a row and its claims; the command reads 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
-from analysis import criticality, reproduce
+import pandas as pd
+
+from analysis import criticality, reproduce, what_transfers
 from harness.errors import UserError
 
 
@@ -27,6 +29,7 @@ class Study:
     citation: the paper.
     pipeline: how the app layer measures it: ``curves`` (claims on the training curves) or
       ``resets`` (evaluation-only: per-layer resets of the trained base nets).
+    figure: for ``curves`` studies other than Yosinski's, relative scores -> its figure.
   """
   sweep: str
   claims: Mapping[str, reproduce.Claim]
@@ -34,6 +37,7 @@ class Study:
   title: str
   citation: str
   pipeline: str = 'curves'
+  figure: Callable[[pd.DataFrame], Any] | None = None
 
 
 STUDIES: dict[str, Study] = {
@@ -45,6 +49,10 @@ STUDIES: dict[str, Study] = {
         'criticality_small', criticality.CLAIMS, 'criticality',
         'are all layers created equal: accuracy after resetting one trained layer',
         'Zhang, Bengio & Singer, JMLR 2022', pipeline='resets'),
+    'what_transfers': Study(
+        'what_transfers_small', what_transfers.CLAIMS, None,
+        'what is being transferred: pre-training benefit on block-shuffled targets',
+        'Neyshabur, Sedghi & Zhang, NeurIPS 2020', figure=what_transfers.figure),
 }
 
 

@@ -140,8 +140,12 @@ def _curves_pipeline(args: argparse.Namespace, study: studies.Study,
   else:
     curves, source, default_out = _results_curves(args, study)
   out = pathlib.Path(args.out) if args.out else default_out
-  results, runs, _, written = reproduce.reproduce_curves(curves, study, settings, out,
-                                                         draw=not args.no_figures)
+  draw = not args.no_figures
+  results, runs, rel, written = reproduce.reproduce_curves(curves, study, settings, out,
+                                                           draw=draw and study.figure is None)
+  if draw and study.figure is not None:
+    from analysis.plotting import save
+    written += save(study.figure(rel), out, args.study)
   print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {source} '
         f'({settings.describe()})')
   print(reproduce.claims_text(results))
