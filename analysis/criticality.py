@@ -110,8 +110,9 @@ def line_table(table: pd.DataFrame) -> pd.DataFrame:
   line = table[table['measure'] == 'line']
   trained = table[table['measure'] == 'trained'].assign(alpha=0.0)
   rows = [line] + [trained.assign(layer=layer) for layer in line['layer'].unique()]
-  return (pd.concat(rows).groupby(['target', 'layer', 'alpha'], sort=False)['accuracy']
-          .agg(['mean', 'count']).reset_index())
+  table = (pd.concat(rows).groupby(['target', 'layer', 'alpha'], sort=False)['accuracy']
+           .agg(['mean', 'count']).reset_index())
+  return table.sort_values(['target', 'alpha'], kind='stable').reset_index(drop=True)
 
 
 def line_figure(line: pd.DataFrame):
