@@ -102,7 +102,8 @@ def interpolate(a: Mapping, b: Mapping, t: float) -> dict:
   """The variables ``(1 - t) a + t b`` (every leaf, batch-norm statistics included)."""
   la, lb = _leaves(a), _leaves(b)
   _same_structure(la, lb)
-  return _unflatten({k: ((1.0 - t) * la[k] + t * lb[k]).astype(la[k].dtype) for k in la})
+  mixed = _unflatten({k: ((1.0 - t) * la[k] + t * lb[k]).astype(la[k].dtype) for k in la})
+  return {c: mixed.get(c, {}) for c in a}  # keeps empty collections (no batch_stats: {})
 
 
 def interpolation_curve(evaluate: Callable[[dict], tuple[float, float]], a: Mapping, b: Mapping,

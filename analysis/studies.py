@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from analysis import criticality, reproduce, what_transfers
+from analysis import basins, criticality, reproduce, what_transfers
 from harness.errors import UserError
 
 
@@ -28,7 +28,8 @@ class Study:
     title: one line for ``--help`` and tables.
     citation: the paper.
     pipeline: how the app layer measures it: ``curves`` (claims on the training curves) or
-      ``resets`` (evaluation-only: per-layer resets of the trained base nets).
+      ``resets`` (evaluation-only: per-layer resets of the trained base nets) or ``basins``
+      (fine-tuned and scratch pairs: barriers, parameter distances, CKA).
     figure: for ``curves`` studies other than Yosinski's, relative scores -> its figure.
   """
   sweep: str
@@ -53,6 +54,10 @@ STUDIES: dict[str, Study] = {
         'what_transfers_small', what_transfers.CLAIMS, None,
         'what is being transferred: pre-training benefit on block-shuffled targets',
         'Neyshabur, Sedghi & Zhang, NeurIPS 2020', figure=what_transfers.figure),
+    'what_transfers_basins': Study(
+        'what_transfers_basins', basins.CLAIMS, None,
+        'what is being transferred: one basin, close to the source (barriers, distance, CKA)',
+        'Neyshabur, Sedghi & Zhang, NeurIPS 2020', pipeline='basins'),
 }
 
 

@@ -171,7 +171,27 @@ def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
   return 0
 
 
-PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline}
+def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Base nets, then fine-tuned pairs (weights kept); barriers, distances and CKA; the claims."""
+  from transferbench import basins_pipeline
+  if args.curves:
+    raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
+                    '--curves (pass --results DIR)')
+  _, results, default_out = _results_curves(args, study)
+  out = pathlib.Path(args.out) if args.out else default_out
+  config = _sweep_config(args, study)
+  table = basins_pipeline.measure(results, config, config.data_dir or None,
+                                  train=not args.analyze_only)
+  claims, written = basins_pipeline.check(table, study, settings, out)
+  print(f'\n{args.study}: claims of the paper vs {len(table)} replicate(s) in {results}')
+  print(reproduce.claims_text(claims))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
+
+
+PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline,
+             'basins': _basins_pipeline}
 
 
 def run(args: argparse.Namespace) -> int:

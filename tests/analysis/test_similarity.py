@@ -55,6 +55,7 @@ def test_interpolation_and_barrier():
   mid = similarity.interpolate(a, b, 0.25)
   assert np.allclose(mid['params']['layer1']['kernel'], [[0.5, 1.0]])
   assert np.allclose(mid['params']['head']['kernel'], [[1.5]])
+  assert mid['batch_stats'] == {}  # an empty collection stays (the model expects it)
   t = np.linspace(0, 1, 5)
   assert similarity.interpolation_barrier(t, 1 + 2 * t) == pytest.approx(0.0)  # a straight line
   # loss(t) = 1 + t + 4 t (1 - t): the bump over the chord peaks at t = 0.5 with height 1.
