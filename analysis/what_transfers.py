@@ -18,15 +18,17 @@ Claims (units: the seed, its pairs averaged; one-sided t-tests, Holm over each c
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from analysis import reproduce
 from analysis.criticality import per_seed
-from harness import shifts
 from harness.errors import UserError
 
 LABEL = 'reinit-head'
+_BLOCK = re.compile(r'@block(\d+)')  # in a target name such as animal_mnist@block4_k20
 
 
 def benefits(rel: pd.DataFrame) -> pd.DataFrame:
@@ -39,10 +41,7 @@ def benefits(rel: pd.DataFrame) -> pd.DataFrame:
   if rows.empty:
     raise UserError(f'no {LABEL} runs: this study needs the reinit_head condition on block-'
                     'shuffled targets (sweeps/what_transfers_small.py)')
-  try:
-    block = rows['target'].map(lambda t: int(shifts.parse(t).param) if '@block' in t else None)
-  except UserError as e:
-    raise UserError(f'targets must be block-shuffled data sets BASE@block<b>: {e}') from None
+  block = rows['target'].map(lambda t: (lambda m: int(m[1]) if m else None)(_BLOCK.search(t)))
   if block.isna().any():
     raise UserError(f"target {rows.loc[block.isna(), 'target'].iloc[0]!r} is not block-shuffled: "
                     'name every target BASE@block<b> (BASE@block28 for the whole MNIST-sized image)')

@@ -7,7 +7,8 @@ does part of pre-training's benefit survive when the image layout is destroyed?
 * Model: ``cnn/tiny`` (two 3x3 conv layers with pooling, a dense layer, the head), a small
   convolutional net like the paper's (whose features are local, so block shuffling matters).
 * Pairs: source MNIST, target ``animal_mnist@block<b>`` for b = 28 (the whole image, no
-  shuffling), 7, 4, 2, 1.
+  shuffling), 7, 4, 2, 1, with 20 training examples per class (a scarce target, where
+  pre-training can matter: with all 800 per class, scratch matched fine-tuning even unshuffled).
 * Conditions: base nets (scratch on each target, and the MNIST source), and ``reinit_head``
   (every layer below the head copied from the MNIST net, head re-initialised, all trained).
 * Budget: 600 SGD steps of 64 examples, lr 0.05, momentum 0.9, weight decay 5e-4; 3 seeds:
@@ -27,8 +28,8 @@ def get_config(arg=None):
   c = base_config()
   c.name = 'what_transfers_small'
   c.model = 'cnn/tiny'
-  c.pairs = [dict(kind='datasets', source='mnist', target=f'animal_mnist@block{b}')
-             for b in (28, 7, 4, 2, 1)]
+  c.pairs = [dict(kind='datasets', source='mnist', target=f'animal_mnist@block{b}',
+                  target_examples_per_class=20) for b in (28, 7, 4, 2, 1)]
   c.directions = ('AB',)
   c.seeds = 3
   c.conditions = ('reinit_head',)
