@@ -8,6 +8,12 @@ curves:
   or resumed first unless ``--analyze-only``;
 * ``--curves FILE``: any long-format curves with ``pair``/``pair_kind`` (a user's own logs, or
   the published networks via :func:`analysis.reference.yosinski2014_curves`); nothing is trained.
+
+The studies are the rows of :data:`analysis.studies.STUDIES`; each names its pipeline
+(:data:`PIPELINES`): ``curves`` (the above), ``resets`` (evaluation-only per-layer resets of the
+trained base nets, :mod:`transferbench.resets_pipeline`) or ``basins`` (fine-tuned and scratch
+pairs, :mod:`transferbench.basins_pipeline`). A results directory written by another study's
+sweep (its ``sweep.json``) is refused.
 """
 
 from __future__ import annotations
