@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,9 @@ from analysis.curves import keep_complete, label, validate_curves
 from analysis.pooling import OBSERVATION, unit_table, unit_values
 from harness import conditions as conditions_lib
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+  from analysis.studies import Study
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = 'reproduced', 'not reproduced', 'inconclusive'
 RANDOM_HALVES, DISSIMILAR_KIND, NONE = 'random_halves', 'dissimilar', 'none'
@@ -455,19 +458,6 @@ YOSINSKI2014_CLAIMS: dict[str, Claim] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Study:
-  """A reproducible study: its sweep, its claims and its published reference."""
-  sweep: str
-  claims: Mapping[str, Claim]
-  reference: str
-
-
-STUDIES: dict[str, Study] = {
-    'yosinski2014': Study('yosinski2014_small', YOSINSKI2014_CLAIMS, 'yosinski2014'),
-}
-
-
 def check_claims(rel: pd.DataFrame, claims: Mapping[str, Claim],
                  settings: Settings = Settings(),
                  convergence: pd.DataFrame | None = None) -> list[ClaimResult]:
@@ -553,7 +543,7 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   return written
 
 
-def reproduce_curves(curves: pd.DataFrame, study: Study, settings: Settings,
+def reproduce_curves(curves: pd.DataFrame, study: 'Study', settings: Settings,
                      out: pathlib.Path, draw: bool = True):
   """Scores the curves, checks the study's claims and writes the outputs.
 

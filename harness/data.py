@@ -274,7 +274,8 @@ def dataset_spec(name: str, data_dir: str | None = None) -> DatasetSpec:
   """The spec of a config's data set name (``tfds:NAME`` for any standard TFDS data set).
 
   Args:
-    name: a built-in name, ``tfds:NAME``, or a name registered in the data directory.
+    name: a built-in name, ``tfds:NAME``, a shifted embedded set ``BASE@SHIFT``
+      (:mod:`harness.shifts`), or a name registered in the data directory.
     data_dir: the TFDS data directory whose registered data sets count (None: the default).
   """
   if name.startswith('tfds:'):
@@ -282,6 +283,9 @@ def dataset_spec(name: str, data_dir: str | None = None) -> DatasetSpec:
     return known if known and known.builder is None else DatasetSpec(name[len('tfds:'):])
   if name in DATASETS:
     return DATASETS[name]
+  if '@' in name:  # a deterministic shift of an embedded set (harness/shifts.py)
+    from harness import shifts
+    return shifts.shift_spec(name)
   registered = registrations(data_dir)
   if name not in registered:
     choices = ', '.join(available_datasets(data_dir))

@@ -8,6 +8,12 @@ curves:
   or resumed first unless ``--analyze-only``;
 * ``--curves FILE``: any long-format curves with ``pair``/``pair_kind`` (a user's own logs, or
   the published networks via :func:`analysis.reference.yosinski2014_curves`); nothing is trained.
+
+The studies are the rows of :data:`analysis.studies.STUDIES`; each names its pipeline
+(:data:`PIPELINES`): ``curves`` (the above), ``resets`` (evaluation-only per-layer resets of the
+trained base nets, :mod:`transferbench.resets_pipeline`) or ``basins`` (fine-tuned and scratch
+pairs, :mod:`transferbench.basins_pipeline`). A results directory written by another study's
+sweep (its ``sweep.json``) is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from analysis import convergence as convergence_lib
 from analysis import measures as measures_lib
 from analysis import reproduce
 from analysis import stats
+from analysis import studies
 from harness.errors import UserError
 
 
@@ -26,11 +33,14 @@ def register(subparsers) -> argparse.ArgumentParser:
   """Adds the ``reproduce`` subcommand (``func=run``) to an argparse subparsers object."""
   p = subparsers.add_parser(
       'reproduce', help='run a published study at small scale and check its claims',
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='studies:\n' + studies.listing(),
       description='Run (or resume) a study\'s sweep, or read --curves FILE, then check the '
       'paper\'s claims (reproduced / not reproduced / inconclusive) with one-sided t-tests over '
       'the independent units, Holm over each claim\'s parts; dotted overrides like '
       '--config.seeds=3 follow. See docs/analysis/pooling_and_claims.md.')
-  p.add_argument('study', choices=sorted(reproduce.STUDIES), help='the study to reproduce')
+  p.add_argument('study', metavar='STUDY',
+                 help=f'the study to reproduce: {", ".join(sorted(studies.STUDIES))} (below)')
   p.add_argument('--results', help='results directory (default: results/<sweep name>)')
   p.add_argument('--curves', metavar='FILE',
                  help='check the claims on this long-format curves file (with pair and '
@@ -80,7 +90,7 @@ def _settings(args: argparse.Namespace) -> reproduce.Settings:
                             dip_n=args.dip_n, convergence_tolerance=args.convergence_tol)
 
 
-def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
+def _sweep_config(args: argparse.Namespace, study: studies.Study):
   from harness import sweeps
   config = sweeps.apply_overrides(sweeps.load_sweep(study.sweep, args.arg),
                                   getattr(args, 'overrides', []))
@@ -89,11 +99,29 @@ def _sweep_config(args: argparse.Namespace, study: reproduce.Study):
   return config
 
 
-def _results_curves(args: argparse.Namespace, study: reproduce.Study):
+def _sweep_names(study: studies.Study) -> set[str]:
+  """The config names a study's sweep writes (with its default and its tiny argument)."""
+  from harness import sweeps
+  return {sweeps.load_sweep(study.sweep, arg).name for arg in (None, 'tiny')}
+
+
+def _check_owner(results: pathlib.Path, expected: str, study: str) -> None:
+  """Refuses a results directory whose sweep.json records another study's sweep."""
+  from harness.results import load_sweep_config
+  recorded = (load_sweep_config(results) or {}).get('name') if results.is_dir() else None
+  if recorded is None or recorded == expected:
+    return
+  owners = {name: _sweep_names(s) for name, s in studies.STUDIES.items()}
+  studies.check_results_belong(str(results), recorded, expected, study,
+                               studies.study_of_sweep(recorded, owners))
+
+
+def _results_curves(args: argparse.Namespace, study: studies.Study):
   """(curves, results directory, default output) after running the sweep unless --analyze-only."""
   from harness.results import load_curves
   config = _sweep_config(args, study)
   results = pathlib.Path(args.results or pathlib.Path('results') / config.name)
+  _check_owner(results, config.name, args.study)
   if args.analyze_only:
     if not results.is_dir():
       raise UserError(f'no results directory {results}: run `transferbench reproduce '
@@ -113,10 +141,9 @@ def _results_curves(args: argparse.Namespace, study: reproduce.Study):
   return curves, results, results / 'reproduce'
 
 
-def run(args: argparse.Namespace) -> int:
-  """Gets the curves (training unless --analyze-only or --curves), checks and prints the claims."""
-  study = reproduce.STUDIES[args.study]
-  settings = _settings(args)
+def _curves_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Claims on training curves (a results directory, or --curves FILE)."""
   if args.curves:
     if args.analyze_only or args.results:
       raise UserError('--curves reads a curves file: drop --results / --analyze-only')
@@ -127,11 +154,62 @@ def run(args: argparse.Namespace) -> int:
   else:
     curves, source, default_out = _results_curves(args, study)
   out = pathlib.Path(args.out) if args.out else default_out
-  results, runs, _, convergence, written = reproduce.reproduce_curves(
-      curves, study, settings, out, draw=not args.no_figures)
+  draw = not args.no_figures
+  results, runs, rel, convergence, written = reproduce.reproduce_curves(
+      curves, study, settings, out, draw=draw and study.figure is None)
+  if draw and study.figure is not None:
+    from analysis.plotting import save
+    written += save(study.figure(rel), out, args.study)
   print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {source} '
         f'({settings.describe()})')
   print(reproduce.claims_text(results))
   print('\n' + convergence_lib.text(convergence, settings.convergence_rule()))
   print(f'\nWrote {len(written)} files to {out}')
   return 0
+
+
+def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Evaluation-only: per-layer resets of the sweep's trained base nets, then the claims."""
+  from transferbench import resets_pipeline
+  if args.curves:
+    raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
+                    '--curves (pass --results DIR)')
+  _, results, default_out = _results_curves(args, study)
+  out = pathlib.Path(args.out) if args.out else default_out
+  table = resets_pipeline.measure(results, _sweep_config(args, study).data_dir or None)
+  claims, written = resets_pipeline.check(table, study, settings, out, draw=not args.no_figures)
+  print(f'\n{args.study}: claims of the paper vs {table["run_id"].nunique()} networks in '
+        f'{results}')
+  print(reproduce.claims_text(claims))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
+
+
+def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Base nets, then fine-tuned pairs (weights kept); barriers, distances and CKA; the claims."""
+  from transferbench import basins_pipeline
+  if args.curves:
+    raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
+                    '--curves (pass --results DIR)')
+  _, results, default_out = _results_curves(args, study)
+  out = pathlib.Path(args.out) if args.out else default_out
+  config = _sweep_config(args, study)
+  table = basins_pipeline.measure(results, config, config.data_dir or None,
+                                  train=not args.analyze_only)
+  claims, written = basins_pipeline.check(table, study, settings, out)
+  print(f'\n{args.study}: claims of the paper vs {len(table)} replicate(s) in {results}')
+  print(reproduce.claims_text(claims))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
+
+
+PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline,
+             'basins': _basins_pipeline}
+
+
+def run(args: argparse.Namespace) -> int:
+  """Measures the study (training unless --analyze-only or --curves), checks and prints the claims."""
+  study = studies.get(args.study)
+  return PIPELINES[study.pipeline](args, study, _settings(args))

@@ -105,7 +105,7 @@ def _curves(base_gain: float) -> pd.DataFrame:
     (0.01, INCONCLUSIVE, 'inconclusive: base not converged')])
 def test_reproduce_writes_the_convergence_of_every_base_net(gain, verdict, heading, tmp_path):
   settings = reproduce.Settings(rule='last')
-  study = reproduce.STUDIES['yosinski2014']
+  study = studies.STUDIES['yosinski2014']
   results, _, _, table, _ = reproduce.reproduce_curves(_curves(gain), study, settings, tmp_path,
                                                        draw=False)
   assert len(table) == 15 and table['converged'].tolist() == [gain == 0.0] * 15
