@@ -31,6 +31,7 @@ class Study:
       ``resets`` (evaluation-only: per-layer resets of the trained base nets) or ``basins``
       (fine-tuned and scratch pairs: barriers, parameter distances, CKA).
     figure: for ``curves`` studies other than Yosinski's, relative scores -> its figure.
+    also: other sweeps whose results the study checks too (``--analyze-only --results DIR``).
   """
   sweep: str
   claims: Mapping[str, reproduce.Claim]
@@ -39,13 +40,14 @@ class Study:
   citation: str
   pipeline: str = 'curves'
   figure: Callable[[pd.DataFrame], Any] | None = None
+  also: tuple[str, ...] = ()
 
 
 STUDIES: dict[str, Study] = {
     'yosinski2014': Study(
         'yosinski2014_small', reproduce.YOSINSKI2014_CLAIMS, 'yosinski2014',
         'how transferable are features: AnB, BnB, AnB+, random features vs n',
-        'Yosinski, Clune, Bengio & Lipson, NeurIPS 2014'),
+        'Yosinski, Clune, Bengio & Lipson, NeurIPS 2014', also=('yosinski2014_converged',)),
     'criticality': Study(
         'criticality_small', criticality.CLAIMS, 'criticality',
         'are all layers created equal: accuracy after resetting one trained layer',

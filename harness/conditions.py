@@ -181,7 +181,8 @@ BASE: str = next(row.name for row in _ROWS if row.source == NO_SOURCE)  # the ba
 # Yosinski et al.'s conditions by name, for the analyses that are defined on them (decomposition,
 # claim checks, published reference): the only spelling of these names outside the table.
 SELFFER, TRANSFER, RANDOM_FROZEN = 'selffer', 'transfer', 'random_frozen'
-assert {SELFFER, TRANSFER, RANDOM_FROZEN} <= set(TABLE)
+REINIT_HEAD = 'reinit_head'
+assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD} <= set(TABLE)
 
 
 def get(name: str) -> Condition:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import basins, reproduce, similarity
+from harness import conditions
 from harness.errors import UserError
 
 POINTS = tuple(np.linspace(0.0, 1.0, 11))
@@ -29,7 +30,7 @@ def _base_runs(results: pathlib.Path, config) -> tuple[dict, dict]:
   source, target = {}, {}
   for record in load_records(results):
     spec = record['spec']
-    if record.get('status') == 'complete' and spec['condition'] == 'scratch':
+    if record.get('status') == 'complete' and spec['condition'] == conditions.BASE:
       side = {pair['source']: source, pair['target']: target}.get(spec['target']['dataset'])
       if side is not None:
         side[spec['seed']] = results / 'runs' / record['run_id']
@@ -47,7 +48,7 @@ def _fine_tuned(source_dir: pathlib.Path, scratch_dir: pathlib.Path, seed: int, 
   source = probe.spec_of(store.read_record(source_dir.name))
   scratch_record = store.read_record(scratch_dir.name)
   layers = len(scratch_record['layer_names'])
-  spec = dataclasses.replace(probe.spec_of(scratch_record), condition='reinit_head',
+  spec = dataclasses.replace(probe.spec_of(scratch_record), condition=conditions.REINIT_HEAD,
                              n_layers=layers - 1, seed=seed, source=source.target,
                              source_run=source.run_id)
   if not (store.status(spec.run_id) == 'complete'

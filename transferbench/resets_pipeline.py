@@ -14,6 +14,7 @@ import pathlib
 import pandas as pd
 
 from analysis import criticality, reproduce
+from harness import conditions
 from harness.errors import UserError
 
 
@@ -23,7 +24,7 @@ def measure(results: pathlib.Path, data_dir: str | None) -> pd.DataFrame:
   from harness.results import load_records
   rows = []
   for record in load_records(results):
-    if record.get('status') != 'complete' or record['spec']['condition'] != 'scratch':
+    if record.get('status') != 'complete' or record['spec']['condition'] != conditions.BASE:
       continue
     run = probe.open_run(results / 'runs' / record['run_id'], data_dir)
     for row in probe.reset_measurements(run):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import convergence, reproduce
+from analysis import convergence, reproduce, studies
 from analysis.reproduce import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from tests.analysis.builders import PAPER_LIKE, claim_runs, run_rows
 
