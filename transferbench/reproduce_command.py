@@ -171,15 +171,20 @@ def _curves_pipeline(args: argparse.Namespace, study: studies.Study,
   return 0
 
 
-def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
-                     settings: reproduce.Settings) -> int:
-  """Evaluation-only: per-layer resets of the sweep's trained base nets, then the claims."""
-  from transferbench import resets_pipeline
+def _network_results(args: argparse.Namespace, study: studies.Study):
+  """(results directory, output directory) of a study measured on trained networks, not curves."""
   if args.curves:
     raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
                     '--curves (pass --results DIR)')
   _, results, default_out = _results_curves(args, study)
-  out = pathlib.Path(args.out) if args.out else default_out
+  return results, pathlib.Path(args.out) if args.out else default_out
+
+
+def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
+                     settings: reproduce.Settings) -> int:
+  """Evaluation-only: per-layer resets of the sweep's trained base nets, then the claims."""
+  from transferbench import resets_pipeline
+  results, out = _network_results(args, study)
   table = resets_pipeline.measure(results, _sweep_config(args, study).data_dir or None)
   claims, written = resets_pipeline.check(table, study, settings, out, draw=not args.no_figures)
   print(f'\n{args.study}: claims of the paper vs {table["run_id"].nunique()} networks in '
@@ -193,11 +198,7 @@ def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
                      settings: reproduce.Settings) -> int:
   """Base nets, then fine-tuned pairs (weights kept); barriers, distances and CKA; the claims."""
   from transferbench import basins_pipeline
-  if args.curves:
-    raise UserError(f'{args.study} is measured on the trained networks, not on curves: drop '
-                    '--curves (pass --results DIR)')
-  _, results, default_out = _results_curves(args, study)
-  out = pathlib.Path(args.out) if args.out else default_out
+  results, out = _network_results(args, study)
   config = _sweep_config(args, study)
   table = basins_pipeline.measure(results, config, config.data_dir or None,
                                   train=not args.analyze_only)
