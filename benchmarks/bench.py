@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from harness import compilation, engine, models, runner, runs, sweeps, training, transfer
+from harness import (compilation, conditions, engine, models, runner, runs, sweeps, training,
+                     transfer)
 from harness.errors import UserError
 
 
@@ -77,7 +78,7 @@ def naive_jax(specs, data_dir) -> float:
     x_train, y_train = data.train
     model = models.build_model(spec.model, data.num_classes, **dict(spec.model_kwargs))
     names = models.layer_names(model.num_layers)
-    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
+    plan = conditions.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, model.num_layers)
     key = engine.init_key(spec.seed, engine.pair_tag(spec.pair), engine.is_base(plan))
     init = models.init_variables(model, key, data.input_shape)
     variables = transfer.combine(init, finals.get(spec.source_run), plan, names)
@@ -123,7 +124,7 @@ def pytorch(specs, data_dir) -> float | None:
     layers = [torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
     head = torch.nn.Linear(widths[-1], data.num_classes)
     net = torch.nn.Sequential(*[m for layer in layers for m in (layer, torch.nn.ReLU())], head)
-    plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, len(layers) + 1)
+    plan = conditions.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, len(layers) + 1)
     source = finals.get(spec.source_run)
     for i, layer in enumerate(layers):
       if plan.copy[i]:
@@ -241,7 +242,7 @@ def cnn_step_flops(batch_size: int, steps: int = 30,
   """
   model = models.build_model('cnn/small', 5)
   names = models.layer_names(model.num_layers)
-  plan = transfer.make_plan('scratch', 0, False, model.num_layers)
+  plan = conditions.make_plan('scratch', 0, False, model.num_layers)
   tx = training.make_optimizer(0.01, 0.9, 5e-4)
   variables = models.init_variables(model, jax.random.key(0), (28, 28, 1))
   new_state = lambda: training.create_state(variables, plan, names, tx, jax.random.key(1))

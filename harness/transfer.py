@@ -1,8 +1,8 @@
 """Transfer mechanics: a condition's plan applied to a network's variables.
 
-What each condition copies and trains is data in :mod:`harness.conditions` (the registry);
-:func:`make_plan` looks it up. :func:`leaf_mask` turns a per-layer vector into a per-parameter
-mask, so the compiled step never depends on the condition, and :func:`combine` builds a run's
+What each condition copies and trains is data in :mod:`harness.conditions` (the registry), whose
+``make_plan`` builds it. :func:`leaf_mask` turns a per-layer vector into a per-parameter mask,
+so the compiled step never depends on the condition, and :func:`combine` builds a run's
 starting variables from its own initialisation and the source network.
 """
 
@@ -15,43 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness import conditions
 from harness.conditions import CONDITIONS, Phase, Plan  # noqa: F401  (the engine's names for them)
 from harness.errors import UserError
 from harness.models import HEAD
-
-
-def validate(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -> None:
-  """Checks a condition against a model's depth (see :func:`harness.conditions.validate`).
-
-  Args:
-    condition: one of :data:`CONDITIONS`.
-    n_layers: n, the number of layers copied (or frozen at random init).
-    fine_tuned: whether the copied layers are trained too.
-    num_layers: L of the model (head included).
-
-  Raises:
-    UserError: unknown condition, n out of range, or a combination that does not exist.
-  """
-  conditions.validate(condition, n_layers, fine_tuned, num_layers)
-
-
-def make_plan(condition: str, n_layers: int, fine_tuned: bool, num_layers: int) -> Plan:
-  """The per-layer copy/train data of a condition, built by its registry row.
-
-  Args:
-    condition: one of :data:`CONDITIONS`.
-    n_layers: n (0 for scratch).
-    fine_tuned: train the copied layers too (BnB+, AnB+).
-    num_layers: L of the model.
-
-  Returns:
-    The :class:`Plan`.
-
-  Raises:
-    UserError: as :func:`validate`.
-  """
-  return conditions.make_plan(condition, n_layers, fine_tuned, num_layers)
 
 
 def leaf_mask(tree: Any, names: Sequence[str], per_layer: np.ndarray | jax.Array) -> Any:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import compilation, engine, runner, runs, sweeps, transfer
+from harness import compilation, conditions, engine, runner, runs, sweeps, transfer
 from harness.engine import family as families
 from harness.results import ResultsStore
 from tests.test_sweeps import tiny_config
@@ -123,7 +123,7 @@ def test_prefix_keys_identify_equal_leading_layers(data_dir):
   def keys(condition, n, seed):
     spec, = [s for s in specs if (s.condition, s.n_layers, s.seed, s.fine_tuned)
              == (condition, n, seed, False)]
-    return engine.prefix_keys(spec, transfer.make_plan(condition, n, False, 3))
+    return engine.prefix_keys(spec, conditions.make_plan(condition, n, False, 3))
 
   bnb1, bnb2, anb1 = keys('selffer', 1, 0), keys('selffer', 2, 0), keys('transfer', 1, 0)
   assert len(bnb1) == 2 and bnb1[0] == bnb2[0] and bnb1[1] != bnb2[1]  # layer 2: own init, copied
@@ -257,7 +257,7 @@ def _new_field_plans(spec, num_layers):
   """Plans using every new field, in place of the tiny sweep's n = 1 conditions (seed 0):
   a multiplier of 0.5 on a copied layer, a fresh layer, and two phase schedules (head only then
   all; layer 1 frozen throughout, layer 2 from half-way)."""
-  plan = transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, num_layers)
+  plan = conditions.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, num_layers)
   if spec.n_layers != 1 or spec.seed != 0:
     return plan
   ones = np.ones(num_layers, np.float32)

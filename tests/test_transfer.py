@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from harness import models, training, transfer
+from harness import conditions, models, training, transfer
 from harness.errors import UserError
 
 
@@ -21,7 +21,7 @@ def _leaves_equal(a, b):
     ('random_frozen', 2, False, [0, 0, 0, 0], [0, 0, 1, 1]),
 ])
 def test_plans(condition, n, ft, copy, train):
-  plan = transfer.make_plan(condition, n, ft, num_layers=4)
+  plan = conditions.make_plan(condition, n, ft, num_layers=4)
   np.testing.assert_array_equal(plan.copy, copy)
   np.testing.assert_array_equal(plan.train, train)
 
@@ -34,7 +34,7 @@ def test_plans(condition, n, ft, copy, train):
 ])
 def test_invalid_conditions(condition, n, ft, message):
   with pytest.raises(UserError, match=message):
-    transfer.make_plan(condition, n, ft, num_layers=4)
+    conditions.make_plan(condition, n, ft, num_layers=4)
 
 
 def _setup(name='resnet/tiny', shape=(8, 8, 1)):
@@ -47,7 +47,7 @@ def _setup(name='resnet/tiny', shape=(8, 8, 1)):
 
 def test_copied_layers_equal_source_and_head_is_never_copied():
   model, names, init, source = _setup()
-  plan = transfer.make_plan('transfer', model.num_layers - 1, False, model.num_layers)
+  plan = conditions.make_plan('transfer', model.num_layers - 1, False, model.num_layers)
   combined = transfer.combine(init, source, plan, names)
   for layer in names[:-1]:
     assert _leaves_equal(combined['params'][layer], source['params'][layer])
@@ -58,7 +58,7 @@ def test_copied_layers_equal_source_and_head_is_never_copied():
 
 def test_layers_not_copied_keep_the_target_init():
   model, names, init, source = _setup()
-  plan = transfer.make_plan('selffer', 1, False, model.num_layers)
+  plan = conditions.make_plan('selffer', 1, False, model.num_layers)
   combined = transfer.combine(init, source, plan, names)
   assert _leaves_equal(combined['params']['layer1'], source['params']['layer1'])
   for layer in names[1:]:
@@ -68,7 +68,7 @@ def test_layers_not_copied_keep_the_target_init():
 def test_copy_from_another_architecture_is_a_user_error():
   model, names, init, _ = _setup()
   other = models.init_variables(models.build_model('resnet/small', 3), jax.random.key(1), (8, 8, 1))
-  plan = transfer.make_plan('transfer', 1, False, model.num_layers)
+  plan = conditions.make_plan('transfer', 1, False, model.num_layers)
   with pytest.raises(UserError, match='another architecture'):
     transfer.combine(init, other, plan, names)
 
@@ -86,7 +86,7 @@ def _train(model, names, variables, plan, steps=5, weight_decay=5e-4, lr=0.1):
 
 def test_frozen_layers_bit_identical_while_trained_layers_change():
   model, names, init, source = _setup()
-  plan = transfer.make_plan('transfer', 2, False, model.num_layers)
+  plan = conditions.make_plan('transfer', 2, False, model.num_layers)
   start = transfer.combine(init, source, plan, names)
   state, _ = _train(model, names, start, plan)
   for layer in names[:2]:  # copied and frozen: weights and batch-norm statistics untouched
@@ -98,7 +98,7 @@ def test_frozen_layers_bit_identical_while_trained_layers_change():
 
 def test_fine_tuned_copied_layers_change():
   model, names, init, source = _setup()
-  plan = transfer.make_plan('transfer', 2, True, model.num_layers)
+  plan = conditions.make_plan('transfer', 2, True, model.num_layers)
   start = transfer.combine(init, source, plan, names)
   state, _ = _train(model, names, start, plan)
   for layer in names:
@@ -110,7 +110,7 @@ def test_weight_decay_never_touches_frozen_layers():
   model = models.build_model('mlp', 3, hidden=(8, 8))
   names = models.layer_names(model.num_layers)
   init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
-  plan = transfer.make_plan('random_frozen', 1, False, model.num_layers)
+  plan = conditions.make_plan('random_frozen', 1, False, model.num_layers)
   tx = training.make_optimizer(1.0, 0.0, 0.5)  # update = -(grad + 0.5 * w)
   state = training.create_state(init, plan, names, tx, jax.random.key(0))
   zero_grads = jax.tree.map(jnp.zeros_like, state.params)
@@ -131,7 +131,7 @@ def test_step_on_frozen_layers_outputs_skips_them_and_matches_the_full_step():
   model = models.build_model('mlp', 3, hidden=(16, 16, 16))
   names = models.layer_names(model.num_layers)
   init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
-  plan = transfer.make_plan('random_frozen', 2, False, model.num_layers)
+  plan = conditions.make_plan('random_frozen', 2, False, model.num_layers)
   tx = training.make_optimizer(0.1, 0.9, 0.5)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(32, 8, 8, 1)), jnp.float32)
@@ -164,7 +164,7 @@ def test_diverging_run_raises_with_step():
   model = models.build_model('mlp', 3, hidden=(8,))
   names = models.layer_names(model.num_layers)
   init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
-  plan = transfer.make_plan('scratch', 0, False, model.num_layers)
+  plan = conditions.make_plan('scratch', 0, False, model.num_layers)
   with pytest.raises(training.Diverged) as e:
     _train(model, names, init, plan, steps=50, lr=1e6)
   assert 0 < e.value.step <= 50

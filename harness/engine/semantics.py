@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from harness import models, training, transfer
+from harness import conditions, models, training, transfer
 from harness.results import ResultsStore
 
 # fold_in tags of the keys derived from a run's seed.
@@ -28,7 +28,7 @@ _TRANSFERRED_INIT, _DROPOUT, _FRESH = 1, 2, 3
 
 def plan_of(spec, num_layers: int) -> transfer.Plan:
   """A run's per-layer plan: the one place the engine turns a spec into per-layer data."""
-  return transfer.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, num_layers)
+  return conditions.make_plan(spec.condition, spec.n_layers, spec.fine_tuned, num_layers)
 
 
 def is_base(plan: transfer.Plan) -> bool:
