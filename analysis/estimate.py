@@ -167,7 +167,8 @@ class EstimateSettings:
   estimators: tuple[str, ...] | None = None  # None: every estimator of ESTIMATORS
 
 
-def _check(settings: EstimateSettings) -> None:
+def check_settings(settings: EstimateSettings) -> None:
+  """Raises a UserError naming the first setting out of range, or unknown estimators."""
   from analysis.estimators import ESTIMATORS
   checks = {'max_examples': settings.max_examples >= 10, 'source_examples': settings.source_examples >= 10,
             'max_dim': settings.max_dim >= 1, 'batch_size': settings.batch_size >= 1,
@@ -175,9 +176,54 @@ def _check(settings: EstimateSettings) -> None:
   for name, ok in checks.items():
     if not ok:
       raise UserError(f'{name}={getattr(settings, name)} is too small: see `transferbench estimate --help`')
-  unknown = set(settings.estimators or ()) - set(ESTIMATORS)
+  unknown = sorted(set(settings.estimators or ()) - set(ESTIMATORS))
   if unknown:
-    raise UserError(f"unknown estimator(s) {sorted(unknown)}: choose from {', '.join(ESTIMATORS)}")
+    raise UserError(f"unknown estimator(s) {', '.join(unknown)}: choose from {', '.join(ESTIMATORS)} "
+                    '(--estimators)')
+
+
+def layer_scores(model, variables: dict, target: tuple[np.ndarray, np.ndarray], num_classes: int,
+                 settings: EstimateSettings, source: tuple[dict, np.ndarray] | None = None,
+                 progress=None) -> list[tuple[int, str, float]]:
+  """Every estimator of ``settings`` at every transferable layer of one network, on one target.
+
+  Args:
+    model: the network's flax module (its input transform, if any, is part of it).
+    variables: its weights.
+    target: ``(x, y)``, the target examples scored (a :func:`analysis.features.task_sample`).
+    num_classes: classes of the target task.
+    settings: estimators and their settings.
+    source: ``(features per layer, labels)`` of source-task examples, for the per-layer source
+      classifier of the estimators that need one (LEEP, NCE); None when none of them is asked for.
+    progress: a tqdm bar advanced once per layer, or None.
+
+  Returns:
+    ``(n, estimator, score)`` triples, n = 1 .. L-1.
+  """
+  from analysis import estimators as est
+  from analysis.features import layer_features
+  names = settings.estimators or tuple(est.ESTIMATORS)
+  options = {'knn_k': settings.knn_k, 'folds': settings.folds, 'rcond': settings.rcond,
+             'seed': settings.seed}
+  x, y = target
+  features = layer_features(model, variables, x, settings.batch_size, settings.max_dim)
+  rows = []
+  for n, layer in enumerate(features, start=1):
+    probs = None
+    if source is not None:
+      classifier = est.fit_source_classifier(source[0][layer], source[1], seed=settings.seed)
+      probs = classifier.predict_proba(np.asarray(features[layer], np.float64))
+    inputs = est.LayerInputs(features[layer], np.asarray(y), num_classes, probs)
+    rows.extend((n, name, score) for name, score in est.score_layer(inputs, names, options).items())
+    if progress is not None:
+      progress.update(1)
+  return rows
+
+
+def needs_source(settings: EstimateSettings) -> bool:
+  """Whether an estimator of ``settings`` reads the source task's predictions (LEEP, NCE)."""
+  from analysis import estimators as est
+  return any(est.ESTIMATORS[name].needs_source for name in settings.estimators or est.ESTIMATORS)
 
 
 def score_source(source: Source, settings: EstimateSettings, data_dir: str | None,
@@ -193,28 +239,21 @@ def score_source(source: Source, settings: EstimateSettings, data_dir: str | Non
   Returns:
     Rows with :data:`SCORE_COLUMNS` plus the source's strata columns.
   """
-  from analysis import estimators as est
   from analysis.features import layer_features, task_sample
   model, variables = source.build_model(), source.variables
-  x_src, y_src = task_sample(source.task, data_dir, settings.source_examples, settings.seed)
-  src_features = layer_features(model, variables, x_src, settings.batch_size, settings.max_dim)
-  names = settings.estimators or tuple(est.ESTIMATORS)
-  options = {'knn_k': settings.knn_k, 'folds': settings.folds, 'rcond': settings.rcond,
-             'seed': settings.seed}
+  source_sample = None
+  if needs_source(settings):
+    x_src, y_src = task_sample(source.task, data_dir, settings.source_examples, settings.seed)
+    source_sample = (layer_features(model, variables, x_src, settings.batch_size, settings.max_dim),
+                     y_src)
   rows = []
   for target in source.targets:
-    x, y = task_sample(target, data_dir, settings.max_examples, settings.seed)
-    features = layer_features(model, variables, x, settings.batch_size, settings.max_dim)
-    for n, layer in enumerate(features, start=1):
-      classifier = est.fit_source_classifier(src_features[layer], y_src, seed=settings.seed)
-      inputs = est.LayerInputs(features[layer], np.asarray(y), len(target.classes),
-                               classifier.predict_proba(np.asarray(features[layer], np.float64)))
-      for name, score in est.score_layer(inputs, names, options).items():
-        rows.append({'source_run': source.source_id, 'source': source.task.name,
-                     'target': target.name, 'seed': source.seed, 'n_layers': n, 'estimator': name,
-                     'score': score, **dict(source.strata)})
-      if progress is not None:
-        progress.update(1)
+    sample = task_sample(target, data_dir, settings.max_examples, settings.seed)
+    for n, name, score in layer_scores(model, variables, sample, len(target.classes), settings,
+                                       source_sample, progress):
+      rows.append({'source_run': source.source_id, 'source': source.task.name,
+                   'target': target.name, 'seed': source.seed, 'n_layers': n, 'estimator': name,
+                   'score': score, **dict(source.strata)})
   return rows
 
 
@@ -222,7 +261,7 @@ def score_sources(sources: Iterable[Source], settings: EstimateSettings, data_di
                   show_progress: bool = True) -> pd.DataFrame:
   """:func:`score_source` for every source, as one tidy DataFrame (one row per score)."""
   from tqdm.auto import tqdm
-  _check(settings)
+  check_settings(settings)
   sources = list(sources)
   total = sum(len(source.targets) * (source.build_model().num_layers - 1) for source in sources)
   rows = []

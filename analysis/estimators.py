@@ -391,23 +391,26 @@ class LayerInputs:
   features: np.ndarray       # (N, D) target training features after layer n
   labels: np.ndarray         # (N,) target labels
   num_classes: int           # C of the target task
-  source_probs: np.ndarray   # (N, Z) source-task class probabilities of the target examples
+  source_probs: np.ndarray | None  # (N, Z) source-task class probabilities of the target
+  #                                  examples; None when no estimator asked for needs them
 
 
 @dataclasses.dataclass(frozen=True)
 class Estimator:
-  """A named estimator: ``score(inputs, settings) -> float`` and a one-line description."""
+  """A named estimator: ``score(inputs, settings) -> float``, a one-line description, and whether
+  it reads ``LayerInputs.source_probs`` (then the source task's training data must be at hand)."""
   score: Callable[[LayerInputs, dict], float]
   description: str
+  needs_source: bool = False
 
 
 ESTIMATORS: dict[str, Estimator] = {
     'logme': Estimator(lambda x, s: logme(x.features, x.labels, x.num_classes),
                        'LogME, You et al. 2021'),
     'leep': Estimator(lambda x, s: leep(x.source_probs, x.labels, x.num_classes),
-                      'LEEP, Nguyen et al. 2020 (source probe at layer n)'),
+                      'LEEP, Nguyen et al. 2020 (source probe at layer n)', needs_source=True),
     'nce': Estimator(lambda x, s: nce(np.argmax(x.source_probs, axis=1), x.labels),
-                     'NCE, Tran et al. 2019 (source probe at layer n)'),
+                     'NCE, Tran et al. 2019 (source probe at layer n)', needs_source=True),
     'hscore': Estimator(lambda x, s: h_score(x.features, x.labels, rcond=s.get('rcond', 1e-6)),
                         'H-score, Bao et al. 2019 (pseudo-inverse)'),
     'hscore_shrunk': Estimator(lambda x, s: h_score(x.features, x.labels, shrinkage='auto'),
