@@ -1,7 +1,8 @@
 # Two commands for a newcomer on a fresh machine (Python >= 3.10 with venv):
 #   make quickstart   install, run the quickstart sweep on the embedded MNIST data, print the
 #                     results table and write the analysis (tables + figures)
-#   make test         install with the test extra and run the test suite (what CI runs)
+#   make test         install with the test extra (and the zoo extra where its torch wheel is at
+#                     hand: see ZOO below) and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,6 +22,25 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/transferbench data install --quiet
 	touch $@
 
+# The zoo extra (torch, torchvision, timm, safetensors: pinned in pyproject.toml), for the tests
+# only: the PyTorch checks of `transferbench import-weights` (tests/test_zoo.py). ZOO=auto (the
+# default) installs it where pip finds the pinned torch wheel without an index (--find-links, e.g.
+# a machine image's /opt/wheels, or torch already installed); from PyPI, Linux would get a CUDA
+# build of several GB. Without it those tests skip and say why (docs/zoo.md). ZOO=yes installs it
+# from the index regardless, ZOO=no never. The quickstart never installs or imports torch.
+ZOO ?= auto
+ZOO_TORCH := torch==2.13.0
+
+$(VENV)/.zoo: $(VENV)/.installed
+	@if [ "$(ZOO)" = yes ] || { [ "$(ZOO)" = auto ] && $(BIN)/python -m pip install --quiet \
+	    --dry-run --no-index --no-deps "$(ZOO_TORCH)" >/dev/null 2>&1; }; then \
+	  echo "$(BIN)/python -m pip install --quiet -e '.[test,zoo]'"; \
+	  $(BIN)/python -m pip install --quiet -e ".[test,zoo]"; \
+	else \
+	  echo "make: the zoo extra is not installed (ZOO=$(ZOO); no $(ZOO_TORCH) wheel at hand or ZOO=no): the PyTorch checks of tests/test_zoo.py will skip (docs/zoo.md)"; \
+	fi
+	touch $@
+
 install: $(VENV)/.installed
 
 quickstart: install
@@ -28,10 +48,10 @@ quickstart: install
 	$(BIN)/transferbench analyze results/quickstart --out results/quickstart/analysis
 
 # -rs: say why each skipped test skipped (tests/test_slurm.py without SLURM: it names the fix).
-test: install
+test: install $(VENV)/.zoo
 	$(BIN)/python -m pytest -rs
 
-test-all: install
+test-all: install $(VENV)/.zoo
 	$(BIN)/python -m pytest -rs -m ""
 
 clean:

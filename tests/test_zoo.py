@@ -2,10 +2,18 @@
 layer by layer, and bad files are refused at their first mismatching parameter.
 
 Tests that run the PyTorch originals need the ``zoo`` extra (torch, torchvision, timm,
-safetensors) and are skipped without it; the conversion's checks need only NumPy.
+safetensors; ``make test`` installs it where its torch wheel is at hand) and are skipped without
+it, except where ``TRANSFERBENCH_REQUIRE_ZOO=1`` (CI: .ci/run) makes a missing extra a failure;
+the conversion's checks need only NumPy.
 """
 
+import importlib
+import importlib.util
 import json
+import os
+import pathlib
+import re
+import tomllib
 
 import jax
 import numpy as np
@@ -17,6 +25,21 @@ from harness.zoo import convert
 from transferbench import cli
 
 ARCHS = tuple(convert.ZOO)
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ZOO_MODULES = ('torch', 'torchvision', 'timm', 'safetensors')
+
+
+def zoo_extra(module: str = 'torch'):
+  """``module`` of the zoo extra; skips the test without it, or fails where CI requires it."""
+  if os.environ.get('TRANSFERBENCH_REQUIRE_ZOO') == '1':
+    # find_spec, not import: torchvision imports only through harness.zoo.verify beside CPU torch.
+    missing = [m for m in ZOO_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+      pytest.fail(f"TRANSFERBENCH_REQUIRE_ZOO=1 but the zoo extra is missing ({', '.join(missing)}): "
+                  "pip install -e '.[zoo]' (docs/zoo.md)")
+    return importlib.import_module(module)
+  return pytest.importorskip(module, reason=f"{module} missing: the zoo extra is not installed "
+                             "(make test installs it where its torch wheel is at hand; docs/zoo.md)")
 
 
 def synthetic_state(arch_name: str, num_classes: int = 10, seed: int = 0) -> dict:
@@ -169,7 +192,7 @@ def test_an_npz_that_is_not_bit_is_refused(tmp_path, capsys):
 
 
 def test_an_existing_output_directory_is_refused(tmp_path, capsys):
-  pytest.importorskip('safetensors')
+  zoo_extra('safetensors')
   from safetensors.numpy import save_file
   save_file(synthetic_state('tv_resnet18'), str(tmp_path / 'r18.safetensors'))
   out = tmp_path / 'out'
@@ -223,7 +246,7 @@ def _randomised(model, seed):
 
 @pytest.mark.parametrize('arch_name', ARCHS)
 def test_conversion_computes_what_pytorch_computes_at_every_layer(arch_name):
-  pytest.importorskip('torch')
+  zoo_extra()
   from harness.zoo import verify
   arch = convert.get_arch(arch_name)
   if arch.layout == 'big_vision':  # an .npz with BiT's keys, read by timm's own BiT loader
@@ -256,7 +279,7 @@ def _save_torch(model, path):
 
 @pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
 def test_import_weights_writes_a_checked_source_checkpoint(tmp_path, capsys, suffix):
-  pytest.importorskip('torch')
+  zoo_extra()
   from harness.zoo import verify
   arch = convert.get_arch('tv_resnet18')
   model = _randomised(verify.torch_model(arch, 1000), seed=2)
@@ -278,7 +301,7 @@ def test_import_weights_writes_a_checked_source_checkpoint(tmp_path, capsys, suf
 
 
 def test_a_conversion_that_differs_is_refused_and_nothing_written(tmp_path, capsys, monkeypatch):
-  pytest.importorskip('torch')
+  zoo_extra()
   from harness.zoo import verify
   model = verify.torch_model(convert.get_arch('tv_resnet18'), 1000)
   file = tmp_path / 'resnet18.pth'
@@ -295,7 +318,7 @@ def test_a_conversion_that_differs_is_refused_and_nothing_written(tmp_path, caps
 
 
 def test_bad_files_are_one_line_errors_and_nothing_written(tmp_path, capsys):
-  torch = pytest.importorskip('torch')
+  torch = zoo_extra()
   from harness.zoo import verify
   model = verify.torch_model(convert.get_arch('tv_resnet50'), 1000)
   cases = {'wrapped.pth': {'state_dict': model.state_dict()}, 'resnet50.pth': model.state_dict()}
@@ -318,3 +341,10 @@ def test_bad_files_are_one_line_errors_and_nothing_written(tmp_path, capsys):
     assert code == 2 and err.count('\n') == 1 and err.startswith('transferbench: error: '), name
     assert message in err, (name, err)
     assert not out.exists()
+
+
+def test_make_test_probes_for_the_torch_of_the_zoo_extra():
+  """The Makefile installs the zoo extra where the torch it pins is at hand: the same pin."""
+  extra = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['optional-dependencies']
+  pinned = next(r for r in extra['zoo'] if r.startswith('torch=='))
+  assert re.search(rf'^ZOO_TORCH := {re.escape(pinned)}$', (ROOT / 'Makefile').read_text(), re.M)
