@@ -205,15 +205,11 @@ def rankings(scores: pd.DataFrame) -> pd.DataFrame:
   scopes = {f'n={n}': scores[scores['n_layers'] == n] for n in sorted(scores['n_layers'].unique())}
   scopes['last'] = scores[scores['n_layers'] == scores['layers']]
   scopes['best'] = scores[scores['best_layer']]
-  tables = []
-  for scope, rows in scopes.items():
-    rows = rows.assign(scope=scope)
-    rows['rank'] = rows.groupby('estimator')['score'].rank(ascending=False, method='min')
-    tables.append(rows.sort_values(['estimator', 'rank', 'network']))
-  table = pd.concat(tables, ignore_index=True)[list(RANKING_COLUMNS)]
-  order = {scope: i for i, scope in enumerate(scopes)}
-  return table.sort_values(['estimator', 'scope', 'rank'], key=lambda c: c.map(order) if c.name == 'scope'
-                           else c, kind='stable').reset_index(drop=True)
+  table = pd.concat([rows.assign(scope=scope) for scope, rows in scopes.items()], ignore_index=True)
+  table['rank'] = table.groupby(['estimator', 'scope'])['score'].rank(ascending=False, method='min')
+  table['scope'] = pd.Categorical(table['scope'], categories=list(scopes), ordered=True)
+  table = table.sort_values(['estimator', 'scope', 'rank', 'network'])
+  return table.astype({'scope': str})[list(RANKING_COLUMNS)].reset_index(drop=True)
 
 
 def read_accuracy(path: str | pathlib.Path, networks: list[Network]) -> pd.Series:

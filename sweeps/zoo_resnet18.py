@@ -18,10 +18,13 @@ or, on a cluster with CIFAR-10 prepared in a TFDS data directory (`tfds build ci
   transferbench run zoo_resnet18 --arg cifar10 --data-dir DIR \\
       --config.source_checkpoint=zoo/tv_resnet18 --executor slurm
 
-Runtime: 48 runs of 2000 steps of 64 images at 224x224. ResNet-18 costs about 1.8 GFLOP per
-image forward, so a step is about 0.7 TFLOP with the backward pass: about a minute a run, under
-an hour for the sweep, on one recent GPU in float32 (an estimate from the FLOP count, not a
-measurement; frozen-prefix runs are cheaper). On a 2-core CPU use the tiny version only.
+Runtime on one GPU (an estimate from the FLOP count; not yet measured, no GPU was at hand): 48
+runs of 2000 steps of 64 images at 224x224. ResNet-18 costs 1.8 GMAC (3.6 GFLOP) per image
+forward, about 11 GFLOP with the backward pass, so a step is about 0.7 TFLOP and a run's training
+1.4 PFLOP, plus about 21 evaluations of the test set (Animal silhouettes' 2000 images: 0.15 PFLOP;
+CIFAR-10's 10000: 0.75 PFLOP). At the 20-50 TFLOP/s a recent GPU sustains with XLA's default TF32
+convolutions (A100, H100) that is 0.5-2 minutes a run, 0.5-1.5 hours for the 48 runs; runs with a
+frozen prefix are cheaper. On a 2-core CPU use the tiny version only.
 Expected: AnB above the scratch baseline for every n (ImageNet features transfer to silhouettes
 and to CIFAR-10), AnB+ best, random frozen falling below scratch as n grows (Yosinski et al.
 2014's ordering) -- not yet measured on a GPU.
