@@ -145,19 +145,18 @@ def _default_estimators() -> tuple[str, ...]:
   return tuple(name for name, e in ESTIMATORS.items() if not e.needs_source)
 
 
-def run_networks(args: argparse.Namespace) -> int:
-  """Checks everything, scores and ranks the networks, writes and prints; returns 0.
+def _checked_networks(args: argparse.Namespace, settings) -> tuple[list, object, object]:
+  """The networks, the target task and the accuracy (or None), every input checked.
 
-  Every check runs before any network is scored, so bad input writes nothing.
+  Raises:
+    UserError: the first problem (see docs/zoo.md, section 4), before anything is scored.
   """
-  from analysis import model_selection as ms  # Late: keeps `transferbench --help` fast.
-  from analysis.features import task_sample
+  from analysis import model_selection as ms
   from harness import data, tasks
   if not args.target:
     raise UserError('--source-checkpoint needs the target data set: add --target DATASET')
   if not args.out:
     raise UserError('--source-checkpoint needs an output directory: add --out DIR')
-  settings = _settings(args, tuple(args.estimators) if args.estimators else _default_estimators())
   if args.image_size is not None and args.image_size < 8:
     raise UserError(f'--image-size {args.image_size} is too small: give 8 pixels or more')
   networks = ms.load_networks(args.source_checkpoints)
@@ -169,6 +168,18 @@ def run_networks(args: argparse.Namespace) -> int:
   ms.check_inputs(networks, data.dataset_info(target.dataset, args.data_dir).input_shape,
                   args.image_size)
   ms.check_source_data(networks, settings, args.data_dir)
+  return networks, target, accuracy
+
+
+def run_networks(args: argparse.Namespace) -> int:
+  """Checks everything, scores and ranks the networks, writes and prints; returns 0.
+
+  Every check runs before any network is scored, so bad input writes nothing.
+  """
+  from analysis import model_selection as ms  # Late: keeps `transferbench --help` fast.
+  from analysis.features import task_sample
+  settings = _settings(args, tuple(args.estimators) if args.estimators else _default_estimators())
+  networks, target, accuracy = _checked_networks(args, settings)
   sample = task_sample(target, args.data_dir, settings.max_examples, settings.seed)
   scores = ms.score_networks(networks, target, sample, settings, args.data_dir, args.image_size,
                              show_progress=not args.no_progress)
@@ -179,15 +190,20 @@ def run_networks(args: argparse.Namespace) -> int:
   out = pathlib.Path(args.out)
   written = ms.write_outputs(out, scores, ranked, corr, about, figures_too=not args.no_figures)
   print(about)
-  for name in settings.estimators:
-    mine = ranked[ranked['estimator'] == name]
-    for scope in ('best', 'last'):
-      rows = mine[mine['scope'] == scope]
-      line = '  '.join(f'{int(r.rank)}. {r.network} (n={r.n_layers}, {r.score:.4g})'
-                       for r in rows.itertuples(index=False) if r.rank == r.rank)
-      print(f"{name:<13} {'by best layer' if scope == 'best' else 'at last layer':<14} {line}")
+  _print_rankings(ranked, settings.estimators)
   _print_written(out, written)
   return 0
+
+
+def _print_rankings(ranked, estimators: tuple[str, ...]) -> None:
+  """Per estimator, the networks by their best layer and at their last layer."""
+  for name in estimators:
+    mine = ranked[ranked['estimator'] == name]
+    for scope, label in (('best', 'by best layer'), ('last', 'at last layer')):
+      rows = mine[(mine['scope'] == scope) & mine['rank'].notna()]
+      line = '  '.join(f'{int(r.rank)}. {r.network} (n={r.n_layers}, {r.score:.4g})'
+                       for r in rows.itertuples(index=False))
+      print(f'{name:<13} {label:<14} {line}')
 
 
 def _print_written(out: pathlib.Path, written: list[pathlib.Path]) -> None:
