@@ -27,7 +27,8 @@ $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 # default) installs it where pip finds the pinned torch wheel without an index (--find-links, e.g.
 # a machine image's /opt/wheels, or torch already installed); from PyPI, Linux would get a CUDA
 # build of several GB. Without it those tests skip and say why (docs/zoo.md). ZOO=yes installs it
-# from the index regardless, ZOO=no never. The quickstart never installs or imports torch.
+# from the index regardless, ZOO=no never (rm $(VENV)/.zoo to decide again). The quickstart never
+# installs or imports torch.
 ZOO ?= auto
 ZOO_TORCH := torch==2.13.0
 
