@@ -29,7 +29,11 @@ EXPECTED_L4 = {
     ('random_frozen', 2, False): ([0, 0, 0, 0], [0, 0, 1, 1]),
     ('random_frozen', 3, False): ([0, 0, 0, 0], [0, 0, 0, 1]),
     ('reinit_head', 3, False): ([1, 1, 1, 0], [1, 1, 1, 1]),
+    ('lp_ft', 3, False): ([1, 1, 1, 0], [0, 0, 0, 1]),  # first phase: the linear probe
 }
+# Later phases, (start, train), written out by hand: LP-FT (Kumar et al. 2022) trains every layer
+# from the middle of the run, at a tenth of the learning rate.
+PHASES_L4 = {('lp_ft', 3, False): ((0.5, [0.1, 0.1, 0.1, 0.1]),)}
 
 
 def _every_valid_combination(num_layers):
@@ -47,7 +51,12 @@ def test_every_registry_plan_matches_the_hand_written_vectors():
     np.testing.assert_array_equal(plan.copy, copy, err_msg=f'{name} n={n} ft={fine_tuned}')
     np.testing.assert_array_equal(plan.train, train, err_msg=f'{name} n={n} ft={fine_tuned}')
     assert plan.copy.dtype == plan.train.dtype == np.float32
-    assert plan.fresh is None and plan.phases == ()
+    assert plan.fresh is None
+    phases = PHASES_L4.get((name, n, fine_tuned), ())
+    assert [p.start for p in plan.phases] == [start for start, _ in phases]
+    for phase, (_, train_later) in zip(plan.phases, phases):
+      np.testing.assert_allclose(phase.train, train_later)
+      assert phase.train.dtype == np.float32
 
 
 @pytest.mark.parametrize('num_layers', [2, 3, 8])
@@ -74,6 +83,7 @@ def test_allowed_n_per_rule():
     ('random_frozen', 1, True, 'random_frozen has no fine-tuned version'),
     ('reinit_head', 2, False, r'n=2 is out of range for reinit_head: .* so n = L-1 = 3'),
     ('reinit_head', 3, True, 'reinit_head has no fine-tuned version: .* use fine_tuned=False'),
+    ('lp_ft', 3, True, 'lp_ft has no fine-tuned version: .* use fine_tuned=False'),
 ])
 def test_bad_conditions_are_user_errors_that_name_the_fix(name, n, fine_tuned, message):
   with pytest.raises(UserError, match=message):
@@ -106,7 +116,7 @@ def test_rows_are_consistent():
     assert bool(row.no_fine_tune) != row.fine_tunable  # an error exactly where there is no variant
     assert (row.style_fine_tuned is None) == (row.label_fine_tuned is None)
   assert conditions.BASE == 'scratch'
-  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head')
+  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head', 'lp_ft')
   assert conditions.source_column('random_frozen', None) == 'random'
   assert conditions.source_column('scratch', None) == 'none'
   assert conditions.source_column('transfer', 'mnist_A0') == 'mnist_A0'
