@@ -215,9 +215,9 @@ def _lp_ft_pipeline(args: argparse.Namespace, study: studies.Study,
   """Base nets, then LP, FT and LP-FT per seed (weights kept); ID, OOD accuracy and feature
   distortion of each network; the claims."""
   from transferbench import lp_ft_pipeline
-  results, out = _network_results(args, study)
   config = _sweep_config(args, study)
-  ood = lp_ft_pipeline.ood_name(config)
+  ood = lp_ft_pipeline.ood_name(config)  # before training: a sweep without one is refused
+  results, out = _network_results(args, study)
   table = lp_ft_pipeline.measure(results, config, config.data_dir or None,
                                  train=not args.analyze_only)
   claims, written = lp_ft_pipeline.check(table, study, settings, out, ood,
