@@ -107,10 +107,11 @@ def claim_lp_ft_best(table: pd.DataFrame, settings: reproduce.Settings) -> list[
   for split in ('id', 'ood'):
     t = wide(table, f'{split}_accuracy')
     for other in (FT, LP):
+      s, diff = split.upper(), t[LP_FT] - t[other]
+      note = f'LP-FT - {other} = {diff.mean():+.4f}' + (f'; {_means(t)}' if other == FT else '')
       parts.append(reproduce.make_part(
-          f'{split.upper()} vs {other}', f'acc_{split.upper()}(LP-FT) - acc(M) + {settings.margin:g}',
-          _effect(t[LP_FT] - t[other] + settings.margin), settings,
-          f'LP-FT - {other} = {(t[LP_FT] - t[other]).mean():+.4f}' if other == FT else _means(t)))
+          f'{s} vs {other}', f'acc_{s}(LP-FT) - acc_{s}({other}) + {settings.margin:g}',
+          _effect(diff + settings.margin), settings, note))
   return parts
 
 
@@ -118,9 +119,9 @@ def claim_ft_distorts(table: pd.DataFrame, settings: reproduce.Settings) -> list
   """FT moves the pretrained features further than LP-FT, on ID and on OOD inputs."""
   parts = []
   for split in ('id', 'ood'):
-    t = wide(table, f'distortion_{split}')
+    t, s = wide(table, f'distortion_{split}'), split.upper()
     parts.append(reproduce.make_part(
-        f'{split.upper()} inputs', f'distortion_{split.upper()}(FT) - distortion(LP-FT)',
+        f'{s} inputs', f'distortion_{s}(FT) - distortion_{s}(LP-FT)',
         _effect(t[FT] - t[LP_FT]), settings, _means(t[[FT, LP_FT]])))
   return parts
 
@@ -149,7 +150,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     row = {'method': method, 'seeds': len(g)}
     for column in COLUMNS[2:]:
       v = g[column].dropna().to_numpy(float)
-      half = (sps.t.ppf(0.95, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
+      half = (sps.t.ppf(0.95, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+              if len(v) > 1 else np.nan)
       row |= {column: v.mean() if len(v) else np.nan, f'{column}_ci90': half}
     rows.append(row)
   order = {m: i for i, m in enumerate(METHODS)}

@@ -157,3 +157,30 @@ def test_reinit_head_runs_through_a_sweep_and_equals_anb_plus_at_n_l_minus_1(dat
   assert set(mine.source) == {anb_plus.source.name}
   np.testing.assert_array_equal(mine.accuracy.to_numpy(), theirs.accuracy.to_numpy())
   np.testing.assert_array_equal(mine.loss.to_numpy(), theirs.loss.to_numpy())
+
+
+def test_lp_ft_probes_then_fine_tunes_alike_in_the_engine_and_the_per_run_path(data_dir, tmp_path):
+  """LP-FT's first phase is LP (same source, init and batches: equal curves before the switch at
+  step 6 of 12), its second trains the body; the per-run path (which the lp_ft study trains it
+  with, weights kept) gives the engine's curve."""
+  import shutil
+  from harness import load_curves, runner, runs, sweeps
+  from harness.results import ResultsStore
+  from tests.test_sweeps import tiny_config
+  config = tiny_config(data_dir, conditions=('transfer', 'lp_ft'), fine_tune=(False,), seeds=1)
+  specs = sweeps.expand(config)
+  lp_ft = next(s for s in specs if s.condition == 'lp_ft')
+  lp = next(s for s in specs if s.condition == 'transfer' and s.n_layers == lp_ft.n_layers)
+  assert runner.run_sweep(config, tmp_path / 'engine', progress=False).failed == []
+  curves = load_curves(tmp_path / 'engine')
+  mine, theirs = (curves[curves.run_id == s.run_id].set_index('step').accuracy for s in (lp_ft, lp))
+  np.testing.assert_array_equal(mine.loc[:4].to_numpy(), theirs.loc[:4].to_numpy())
+  assert mine.loc[12] != theirs.loc[12]
+  per_run = ResultsStore(tmp_path / 'per_run')
+  shutil.copytree(tmp_path / 'engine' / 'runs' / lp_ft.source_run,
+                  tmp_path / 'per_run' / 'runs' / lp_ft.source_run)
+  runs.train_and_evaluate(lp_ft, per_run, str(data_dir), keep_weights=True)
+  again = load_curves(tmp_path / 'per_run').query('run_id == @lp_ft.run_id')
+  again = again.set_index('step').accuracy
+  np.testing.assert_allclose(again.to_numpy(), mine.to_numpy(), atol=1e-6)
+  assert (per_run.checkpoint_dir(lp_ft.run_id) / 'meta.json').is_file()

@@ -124,7 +124,7 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
 
 def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib.Path,
           ood: str, draw: bool = True):
-  """Claims on the network table; writes networks.csv, summary.csv, claims.json/md and the figure."""
+  """Claims on the network table; writes networks.csv, summary.csv, claims.json/md, the figure."""
   from harness.results import atomic_write_json
   results = reproduce.check_claims(table, study.claims, settings)
   out.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ The studies are the rows of :data:`analysis.studies.STUDIES`; each names its pip
 (:data:`PIPELINES`): ``curves`` (the above), ``resets`` (evaluation-only per-layer resets of the
 trained base nets, :mod:`transferbench.resets_pipeline`), ``basins`` (fine-tuned and scratch
 pairs, :mod:`transferbench.basins_pipeline`) or ``lp_ft`` (linear probe, fine-tune and LP-FT
-networks evaluated in and out of distribution, :mod:`transferbench.lp_ft_pipeline`). A results directory written by another study's
-sweep (its ``sweep.json``) is refused.
+networks evaluated in and out of distribution, :mod:`transferbench.lp_ft_pipeline`). A results
+directory written by another study's sweep (its ``sweep.json``) is refused.
 """
 
 from __future__ import annotations
