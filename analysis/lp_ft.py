@@ -5,7 +5,8 @@ Input: one row per (seed, method), measured by ``transferbench reproduce lp_ft``
 (:mod:`transferbench.lp_ft_pipeline`). Methods (:data:`METHODS`): ``LP`` (every layer below the
 head copied from the source network, the head alone trained: ``transfer`` at n = L-1), ``FT``
 (the same copy, every layer trained: ``transfer`` at n = L-1, fine-tuned), ``LP-FT`` (the
-``lp_ft`` condition: the head alone, then every layer) and ``scratch`` (for reference). Columns:
+``lp_then_ft`` condition: the head alone, then every layer) and ``from scratch`` (for reference).
+Columns:
 
 * ``id_accuracy``, ``ood_accuracy``: test accuracy on the target's own test set and on its shifted
   copy (``BASE@SHIFT``, :mod:`harness.shifts`), which the target's training never saw;
@@ -33,7 +34,7 @@ import pandas as pd
 from analysis import reproduce
 from harness.errors import UserError
 
-LP, FT, LP_FT, SCRATCH = 'LP', 'FT', 'LP-FT', 'scratch'
+LP, FT, LP_FT, SCRATCH = 'LP', 'FT', 'LP-FT', 'from scratch'
 METHODS = (LP, FT, LP_FT, SCRATCH)
 COLUMNS = ('seed', 'method', 'id_accuracy', 'ood_accuracy', 'distortion_id', 'distortion_ood')
 
@@ -128,17 +129,18 @@ def claim_ft_distorts(table: pd.DataFrame, settings: reproduce.Settings) -> list
 
 CLAIMS: dict[str, reproduce.Claim] = {
     'ft_better_id': reproduce.Claim(
-        'fine-tuning obtains higher accuracy in-distribution than linear probing',
+        'fine-tuning leads to better accuracy in-distribution (ID) than linear probing',
         claim_ft_better_id),
     'ft_worse_ood': reproduce.Claim(
-        'fine-tuning can achieve worse accuracy than linear probing out-of-distribution when the '
-        'pretrained features are good and the shift is large', claim_ft_worse_ood),
+        'fine-tuning can achieve worse accuracy than linear probing out-of-distribution (OOD) when '
+        'the pretrained features are good and the distribution shift is large', claim_ft_worse_ood),
     'lp_ft_best_of_both': reproduce.Claim(
-        'LP-FT combines the benefits of both: at least as accurate as fine-tuning and linear '
-        'probing, in-distribution and out-of-distribution', claim_lp_ft_best),
+        'LP-FT combines the benefits of both fine-tuning and linear probing (the paper: it '
+        'outperforms both, ID and OOD; tested: at least as accurate as each, within the margin)',
+        claim_lp_ft_best),
     'ft_distorts_features': reproduce.Claim(
-        'fine-tuning distorts the pretrained features: they change more than under LP-FT',
-        claim_ft_distorts),
+        'while fine-tuning learns the head, the lower layers change simultaneously and distort the '
+        'pretrained features (more than under LP-FT)', claim_ft_distorts),
 }
 
 
@@ -177,5 +179,5 @@ def figure(table: pd.DataFrame, shift: str = 'shifted test set'):
       'Kumar et al. 2022 at small scale: accuracy on the target\'s test set (ID) and on its '
       f'shifted copy {shift} (OOD) per method; mean over seeds with 90% t CIs on both axes. LP: '
       'pretrained layers frozen, head trained; FT: every layer trained; LP-FT: the head, then '
-      'every layer; scratch: no pretraining.')
+      'every layer; from scratch: no pretraining.')
   return fig

@@ -13,13 +13,13 @@ selffer        1..L-1 same task        layers 1..n (from baseB)     n+1..L (all:
 transfer       1..L-1 other task       layers 1..n (from baseA)     n+1..L (all: AnB+)
 random_frozen  1..L-1 random init      none                         n+1..L
 reinit_head    L-1    other task       layers 1..L-1 (from baseA)   all
-lp_ft          L-1    other task       layers 1..L-1 (from baseA)   head, then all (LP-FT)
+lp_then_ft     L-1    other task       layers 1..L-1 (from baseA)   head, then all (LP-FT)
 =============  =====  ===============  ===========================  ======================
 
 The head (layer L) is never copied; a layer that is not copied keeps the target network's own
 initialisation of the seed. ``reinit_head`` is "re-initialise only the head, fine-tune all": its n
 is the number of layers copied, always L-1, so a sweep's ``n_layers`` does not apply to it.
-``lp_ft`` is Kumar et al. 2022's "linear probe, then fine-tune": the same copy, the head alone
+``lp_then_ft`` is Kumar et al. 2022's "linear probe, then fine-tune": the same copy, the head alone
 trained for the first :data:`LP_FT_SWITCH` of the run, then every layer at :data:`LP_FT_RATE` times
 the learning rate (a :class:`Phase`). Linear probing and full fine-tuning themselves are
 ``transfer`` at n = L-1 without and with fine-tuning.
@@ -195,9 +195,9 @@ _ROWS = (
               Style(5, 'P', '-.'), None,
               'every layer below the head copied from the other task, head re-initialised, '
               'all trained'),
-    Condition('lp_ft', 'LP-FT', None, False,
-              'lp_ft has no fine-tuned version: its second phase already trains every layer; use '
-              'fine_tuned=False', OTHER_TASK, 'whole_body', _probe_then_train_all,
+    Condition('lp_then_ft', 'LP-FT', None, False,
+              'lp_then_ft has no fine-tuned version: its second phase already trains every layer; '
+              'use fine_tuned=False', OTHER_TASK, 'whole_body', _probe_then_train_all,
               Style(6, 'h', ':'), None,
               'every layer below the head copied from the other task; the head alone trained, '
               'then every layer (linear probe, then fine-tune)'),
@@ -210,7 +210,7 @@ BASE: str = next(row.name for row in _ROWS if row.source == NO_SOURCE)  # the ba
 # claim checks, published reference): the only spelling of these names outside the table.
 SELFFER, TRANSFER, RANDOM_FROZEN = 'selffer', 'transfer', 'random_frozen'
 REINIT_HEAD = 'reinit_head'
-LP_FT = 'lp_ft'  # Kumar et al. 2022's linear probe, then fine-tune
+LP_FT = 'lp_then_ft'  # Kumar et al. 2022's linear probe, then fine-tune
 assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD, LP_FT} <= set(TABLE)
 
 

@@ -9,7 +9,7 @@ trained on a broad task that includes the shift, the target's training set does 
   :mod:`harness.shifts`). Target (ID): clean MNIST digits 5-9, every training example. OOD: the
   target's test digits with the same noise (``ood``: the study evaluates every network on it).
 * Model ``mlp/3x256``; methods: LP (``transfer`` at n = L-1 = 3), FT (the same, fine-tuned), LP-FT
-  (``lp_ft``: the head for 300 steps, then every layer at a tenth of the learning rate), and
+  (``lp_then_ft``: the head for 300 steps, then every layer at a tenth of the learning rate), and
   scratch for reference. The sweep trains the base nets (source and scratch); the study trains
   the three transfers per seed with their weights (``transferbench/lp_ft_pipeline.py``).
 * Budget: 600 SGD steps of 64 examples, lr 0.05, momentum 0.9, weight decay 5e-4, for every

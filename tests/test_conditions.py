@@ -29,11 +29,11 @@ EXPECTED_L4 = {
     ('random_frozen', 2, False): ([0, 0, 0, 0], [0, 0, 1, 1]),
     ('random_frozen', 3, False): ([0, 0, 0, 0], [0, 0, 0, 1]),
     ('reinit_head', 3, False): ([1, 1, 1, 0], [1, 1, 1, 1]),
-    ('lp_ft', 3, False): ([1, 1, 1, 0], [0, 0, 0, 1]),  # first phase: the linear probe
+    ('lp_then_ft', 3, False): ([1, 1, 1, 0], [0, 0, 0, 1]),  # first phase: the linear probe
 }
 # Later phases, (start, train), written out by hand: LP-FT (Kumar et al. 2022) trains every layer
 # from the middle of the run, at a tenth of the learning rate.
-PHASES_L4 = {('lp_ft', 3, False): ((0.5, [0.1, 0.1, 0.1, 0.1]),)}
+PHASES_L4 = {('lp_then_ft', 3, False): ((0.5, [0.1, 0.1, 0.1, 0.1]),)}
 
 
 def _every_valid_combination(num_layers):
@@ -83,7 +83,7 @@ def test_allowed_n_per_rule():
     ('random_frozen', 1, True, 'random_frozen has no fine-tuned version'),
     ('reinit_head', 2, False, r'n=2 is out of range for reinit_head: .* so n = L-1 = 3'),
     ('reinit_head', 3, True, 'reinit_head has no fine-tuned version: .* use fine_tuned=False'),
-    ('lp_ft', 3, True, 'lp_ft has no fine-tuned version: .* use fine_tuned=False'),
+    ('lp_then_ft', 3, True, 'lp_then_ft has no fine-tuned version: .* use fine_tuned=False'),
 ])
 def test_bad_conditions_are_user_errors_that_name_the_fix(name, n, fine_tuned, message):
   with pytest.raises(UserError, match=message):
@@ -116,7 +116,7 @@ def test_rows_are_consistent():
     assert bool(row.no_fine_tune) != row.fine_tunable  # an error exactly where there is no variant
     assert (row.style_fine_tuned is None) == (row.label_fine_tuned is None)
   assert conditions.BASE == 'scratch'
-  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head', 'lp_ft')
+  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head', 'lp_then_ft')
   assert conditions.source_column('random_frozen', None) == 'random'
   assert conditions.source_column('scratch', None) == 'none'
   assert conditions.source_column('transfer', 'mnist_A0') == 'mnist_A0'
@@ -167,9 +167,9 @@ def test_lp_ft_probes_then_fine_tunes_alike_in_the_engine_and_the_per_run_path(d
   from harness import load_curves, runner, runs, sweeps
   from harness.results import ResultsStore
   from tests.test_sweeps import tiny_config
-  config = tiny_config(data_dir, conditions=('transfer', 'lp_ft'), fine_tune=(False,), seeds=1)
+  config = tiny_config(data_dir, conditions=('transfer', 'lp_then_ft'), fine_tune=(False,), seeds=1)
   specs = sweeps.expand(config)
-  lp_ft = next(s for s in specs if s.condition == 'lp_ft')
+  lp_ft = next(s for s in specs if s.condition == 'lp_then_ft')
   lp = next(s for s in specs if s.condition == 'transfer' and s.n_layers == lp_ft.n_layers)
   assert runner.run_sweep(config, tmp_path / 'engine', progress=False).failed == []
   curves = load_curves(tmp_path / 'engine')

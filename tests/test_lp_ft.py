@@ -69,7 +69,7 @@ def test_tiny_study_end_to_end(data_dir, tmp_path, capsys):
       (s, m) for s in (0, 1) for m in lp_ft.METHODS)
   assert table[['id_accuracy', 'ood_accuracy']].stack().between(0, 1).all()
   by_method = table.set_index(['method', 'seed'])
-  assert by_method.loc['scratch', ['distortion_id', 'distortion_ood']].isna().all().all()
+  assert by_method.loc[lp_ft.SCRATCH, ['distortion_id', 'distortion_ood']].isna().all().all()
   # LP trains the head alone: its penultimate features are the pretrained ones, exactly.
   assert (by_method.loc['LP', ['distortion_id', 'distortion_ood']] == 0).all().all()
   assert (by_method.loc['FT', ['distortion_id', 'distortion_ood']] > 0).all().all()

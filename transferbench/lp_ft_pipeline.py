@@ -3,7 +3,7 @@
 The sweep trains the base nets of both tasks (the source networks, and scratch on the target).
 Then, per seed, the three transfers of the study are trained through the per-run path with their
 weights kept (once; ``--analyze-only`` reuses them): LP (``transfer`` at n = L-1), FT (the same,
-fine-tuned) and LP-FT (``lp_ft``). They are the runs the sweep itself would make with those
+fine-tuned) and LP-FT (``lp_then_ft``). They are the runs the sweep itself would make with those
 conditions (:func:`harness.sweeps.expand`), so their records are ordinary records.
 
 Every network is then evaluated on its final parameters: accuracy on the target's test set (ID)
