@@ -102,3 +102,15 @@ def test_a_pair_without_an_ood_set_is_refused(tmp_path, capsys):
   assert main(argv) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "needs one task pair with an 'ood' field" in err[0]
+
+
+def test_an_ood_set_of_another_shape_is_refused(data_dir):
+  from harness.errors import UserError
+  from harness.tasks import TaskSpec
+  from transferbench import lp_ft_pipeline
+  target = TaskSpec('digits', 'digits', (5, 6, 7, 8, 9))
+  with pytest.raises(UserError, match=r"ood='mnist1d' does not match the target digits .* "
+                                      r"e.g. ood='digits@noise0.5'"):
+    lp_ft_pipeline.ood_task(target, 'mnist1d', data_dir)
+  shifted = lp_ft_pipeline.ood_task(target, 'digits@noise0.5', data_dir)
+  assert (shifted.dataset, shifted.classes) == ('digits@noise0.5', target.classes)

@@ -57,6 +57,21 @@ def study_specs(config) -> list:
   return [s for s in specs if s.condition != conditions.TRANSFER or s.n_layers in whole_body]
 
 
+def ood_task(target, ood: str, data_dir: str | None):
+  """The target task's classes in the shifted data set ``ood`` (its test split is the OOD set).
+
+  Raises:
+    UserError: ``ood`` has another input shape than the target, or lacks one of its classes.
+  """
+  from harness import data
+  info, mine = data.dataset_info(ood, data_dir), data.dataset_info(target.dataset, data_dir)
+  if info.input_shape != mine.input_shape or max(target.classes) >= info.num_classes:
+    raise UserError(f"ood='{ood}' does not match the target {target.dataset} (input shape "
+                    f'{info.input_shape} vs {mine.input_shape}, {info.num_classes} classes): name '
+                    f'a shift of the target, e.g. ood=\'{target.dataset}@noise0.5\'')
+  return dataclasses.replace(target, name=f'{target.name}@ood', dataset=ood)
+
+
 def _ensure(spec, store, data_dir: str | None, train: bool) -> pathlib.Path:
   """A run's directory, training it with its weights kept if it has none.
 
@@ -105,8 +120,7 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
   ood = ood_name(config)
   specs = study_specs(config)
   target = next(s.target for s in specs if s.condition == conditions.LP_FT)
-  ood_test = device_task(dataclasses.replace(target, name=f'{target.name}@ood', dataset=ood),
-                         data_dir)[2]
+  ood_test = device_task(ood_task(target, ood, data_dir), data_dir)[2]
   rows = []
   for spec in specs:
     method = METHOD.get((spec.condition, spec.fine_tuned))
