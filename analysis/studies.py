@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from analysis import basins, criticality, reproduce, what_transfers
+from analysis import basins, criticality, lp_ft, reproduce, what_transfers
 from harness.errors import UserError
 
 
@@ -29,7 +29,8 @@ class Study:
     citation: the paper.
     pipeline: how the app layer measures it: ``curves`` (claims on the training curves) or
       ``resets`` (evaluation-only: per-layer resets of the trained base nets) or ``basins``
-      (fine-tuned and scratch pairs: barriers, parameter distances, CKA).
+      (fine-tuned and scratch pairs: barriers, parameter distances, CKA) or ``lp_ft`` (linear
+      probe, fine-tune and LP-FT networks: ID and OOD accuracy, feature distortion).
     figure: for ``curves`` studies other than Yosinski's, relative scores -> its figure.
     also: other sweeps whose results the study checks too (``--analyze-only --results DIR``).
   """
@@ -60,6 +61,10 @@ STUDIES: dict[str, Study] = {
         'what_transfers_basins', basins.CLAIMS, None,
         'what is being transferred: one basin, close to the source (barriers, distance, CKA)',
         'Neyshabur, Sedghi & Zhang, NeurIPS 2020', pipeline='basins'),
+    'lp_ft': Study(
+        'lp_ft_small', lp_ft.CLAIMS, 'lp_ft',
+        'fine-tuning distorts pretrained features: LP vs FT vs LP-FT, in and out of distribution',
+        'Kumar, Raghunathan, Jones, Ma & Liang, ICLR 2022', pipeline='lp_ft'),
 }
 
 

@@ -13,11 +13,16 @@ selffer        1..L-1 same task        layers 1..n (from baseB)     n+1..L (all:
 transfer       1..L-1 other task       layers 1..n (from baseA)     n+1..L (all: AnB+)
 random_frozen  1..L-1 random init      none                         n+1..L
 reinit_head    L-1    other task       layers 1..L-1 (from baseA)   all
+lp_then_ft     L-1    other task       layers 1..L-1 (from baseA)   head, then all (LP-FT)
 =============  =====  ===============  ===========================  ======================
 
 The head (layer L) is never copied; a layer that is not copied keeps the target network's own
 initialisation of the seed. ``reinit_head`` is "re-initialise only the head, fine-tune all": its n
 is the number of layers copied, always L-1, so a sweep's ``n_layers`` does not apply to it.
+``lp_then_ft`` is Kumar et al. 2022's "linear probe, then fine-tune": the same copy, the head alone
+trained for the first :data:`LP_FT_SWITCH` of the run, then every layer at :data:`LP_FT_RATE` times
+the learning rate (a :class:`Phase`). Linear probing and full fine-tuning themselves are
+``transfer`` at n = L-1 without and with fine-tuning.
 
 Adding a condition is adding a row (and a test of its plans): sweeps, the engine and the analysis
 look conditions up here instead of spelling their names. The module imports no JAX, so the
@@ -152,6 +157,23 @@ def _copy_first_n_train_all(n: int, fine_tuned: bool, num_layers: int) -> Plan:
   return Plan(copy=_first(n, num_layers), train=np.ones(num_layers, np.float32))
 
 
+# LP-FT's schedule: the head alone for the first half of the steps (the linear probe), then every
+# layer at a tenth of the run's learning rate. Kumar et al. train the probe first and then fine-tune
+# at a learning rate tuned on its own; their code sweeps ten times smaller rates for that step than
+# for full fine-tuning (ImageNet: 1e-5..1e-4 against 1e-4..1e-3). A fixed split of one budget keeps
+# LP-FT's steps equal to FT's (docs/reproductions/lp_ft.md).
+LP_FT_SWITCH = 0.5
+LP_FT_RATE = 0.1
+
+
+def _probe_then_train_all(n: int, fine_tuned: bool, num_layers: int) -> Plan:
+  """Layers 1..n copied; the head alone trained, then every layer from :data:`LP_FT_SWITCH` at
+  :data:`LP_FT_RATE` times the learning rate."""
+  first = _first(n, num_layers)
+  return Plan(copy=first, train=1.0 - first,
+              phases=(Phase(LP_FT_SWITCH, np.full(num_layers, LP_FT_RATE, np.float32)),))
+
+
 _ROWS = (
     Condition('scratch', 'base', None, False,
               'condition scratch takes n_layers=0 and fine_tuned=False', NO_SOURCE, 'zero',
@@ -173,6 +195,12 @@ _ROWS = (
               Style(5, 'P', '-.'), None,
               'every layer below the head copied from the other task, head re-initialised, '
               'all trained'),
+    Condition('lp_then_ft', 'LP-FT', None, False,
+              'lp_then_ft has no fine-tuned version: its second phase already trains every layer; '
+              'use fine_tuned=False', OTHER_TASK, 'whole_body', _probe_then_train_all,
+              Style(6, 'h', ':'), None,
+              'every layer below the head copied from the other task; the head alone trained, '
+              'then every layer (linear probe, then fine-tune)'),
 )
 
 TABLE: dict[str, Condition] = {row.name: row for row in _ROWS}
@@ -182,7 +210,8 @@ BASE: str = next(row.name for row in _ROWS if row.source == NO_SOURCE)  # the ba
 # claim checks, published reference): the only spelling of these names outside the table.
 SELFFER, TRANSFER, RANDOM_FROZEN = 'selffer', 'transfer', 'random_frozen'
 REINIT_HEAD = 'reinit_head'
-assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD} <= set(TABLE)
+LP_FT = 'lp_then_ft'  # Kumar et al. 2022's linear probe, then fine-tune
+assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD, LP_FT} <= set(TABLE)
 
 
 def get(name: str) -> Condition:

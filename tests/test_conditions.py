@@ -29,7 +29,11 @@ EXPECTED_L4 = {
     ('random_frozen', 2, False): ([0, 0, 0, 0], [0, 0, 1, 1]),
     ('random_frozen', 3, False): ([0, 0, 0, 0], [0, 0, 0, 1]),
     ('reinit_head', 3, False): ([1, 1, 1, 0], [1, 1, 1, 1]),
+    ('lp_then_ft', 3, False): ([1, 1, 1, 0], [0, 0, 0, 1]),  # first phase: the linear probe
 }
+# Later phases, (start, train), written out by hand: LP-FT (Kumar et al. 2022) trains every layer
+# from the middle of the run, at a tenth of the learning rate.
+PHASES_L4 = {('lp_then_ft', 3, False): ((0.5, [0.1, 0.1, 0.1, 0.1]),)}
 
 
 def _every_valid_combination(num_layers):
@@ -47,7 +51,12 @@ def test_every_registry_plan_matches_the_hand_written_vectors():
     np.testing.assert_array_equal(plan.copy, copy, err_msg=f'{name} n={n} ft={fine_tuned}')
     np.testing.assert_array_equal(plan.train, train, err_msg=f'{name} n={n} ft={fine_tuned}')
     assert plan.copy.dtype == plan.train.dtype == np.float32
-    assert plan.fresh is None and plan.phases == ()
+    assert plan.fresh is None
+    phases = PHASES_L4.get((name, n, fine_tuned), ())
+    assert [p.start for p in plan.phases] == [start for start, _ in phases]
+    for phase, (_, train_later) in zip(plan.phases, phases):
+      np.testing.assert_allclose(phase.train, train_later)
+      assert phase.train.dtype == np.float32
 
 
 @pytest.mark.parametrize('num_layers', [2, 3, 8])
@@ -74,6 +83,7 @@ def test_allowed_n_per_rule():
     ('random_frozen', 1, True, 'random_frozen has no fine-tuned version'),
     ('reinit_head', 2, False, r'n=2 is out of range for reinit_head: .* so n = L-1 = 3'),
     ('reinit_head', 3, True, 'reinit_head has no fine-tuned version: .* use fine_tuned=False'),
+    ('lp_then_ft', 3, True, 'lp_then_ft has no fine-tuned version: .* use fine_tuned=False'),
 ])
 def test_bad_conditions_are_user_errors_that_name_the_fix(name, n, fine_tuned, message):
   with pytest.raises(UserError, match=message):
@@ -106,7 +116,7 @@ def test_rows_are_consistent():
     assert bool(row.no_fine_tune) != row.fine_tunable  # an error exactly where there is no variant
     assert (row.style_fine_tuned is None) == (row.label_fine_tuned is None)
   assert conditions.BASE == 'scratch'
-  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head')
+  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head', 'lp_then_ft')
   assert conditions.source_column('random_frozen', None) == 'random'
   assert conditions.source_column('scratch', None) == 'none'
   assert conditions.source_column('transfer', 'mnist_A0') == 'mnist_A0'
@@ -147,3 +157,30 @@ def test_reinit_head_runs_through_a_sweep_and_equals_anb_plus_at_n_l_minus_1(dat
   assert set(mine.source) == {anb_plus.source.name}
   np.testing.assert_array_equal(mine.accuracy.to_numpy(), theirs.accuracy.to_numpy())
   np.testing.assert_array_equal(mine.loss.to_numpy(), theirs.loss.to_numpy())
+
+
+def test_lp_ft_probes_then_fine_tunes_alike_in_the_engine_and_the_per_run_path(data_dir, tmp_path):
+  """LP-FT's first phase is LP (same source, init and batches: equal curves before the switch at
+  step 6 of 12), its second trains the body; the per-run path (which the lp_ft study trains it
+  with, weights kept) gives the engine's curve."""
+  import shutil
+  from harness import load_curves, runner, runs, sweeps
+  from harness.results import ResultsStore
+  from tests.test_sweeps import tiny_config
+  config = tiny_config(data_dir, conditions=('transfer', 'lp_then_ft'), fine_tune=(False,), seeds=1)
+  specs = sweeps.expand(config)
+  lp_ft = next(s for s in specs if s.condition == 'lp_then_ft')
+  lp = next(s for s in specs if s.condition == 'transfer' and s.n_layers == lp_ft.n_layers)
+  assert runner.run_sweep(config, tmp_path / 'engine', progress=False).failed == []
+  curves = load_curves(tmp_path / 'engine')
+  mine, theirs = (curves[curves.run_id == s.run_id].set_index('step').accuracy for s in (lp_ft, lp))
+  np.testing.assert_array_equal(mine.loc[:4].to_numpy(), theirs.loc[:4].to_numpy())
+  assert mine.loc[12] != theirs.loc[12]
+  per_run = ResultsStore(tmp_path / 'per_run')
+  shutil.copytree(tmp_path / 'engine' / 'runs' / lp_ft.source_run,
+                  tmp_path / 'per_run' / 'runs' / lp_ft.source_run)
+  runs.train_and_evaluate(lp_ft, per_run, str(data_dir), keep_weights=True)
+  again = load_curves(tmp_path / 'per_run').query('run_id == @lp_ft.run_id')
+  again = again.set_index('step').accuracy
+  np.testing.assert_allclose(again.to_numpy(), mine.to_numpy(), atol=1e-6)
+  assert (per_run.checkpoint_dir(lp_ft.run_id) / 'meta.json').is_file()

@@ -11,9 +11,10 @@ curves:
 
 The studies are the rows of :data:`analysis.studies.STUDIES`; each names its pipeline
 (:data:`PIPELINES`): ``curves`` (the above), ``resets`` (evaluation-only per-layer resets of the
-trained base nets, :mod:`transferbench.resets_pipeline`) or ``basins`` (fine-tuned and scratch
-pairs, :mod:`transferbench.basins_pipeline`). A results directory written by another study's
-sweep (its ``sweep.json``) is refused.
+trained base nets, :mod:`transferbench.resets_pipeline`), ``basins`` (fine-tuned and scratch
+pairs, :mod:`transferbench.basins_pipeline`) or ``lp_ft`` (linear probe, fine-tune and LP-FT
+networks evaluated in and out of distribution, :mod:`transferbench.lp_ft_pipeline`). A results
+directory written by another study's sweep (its ``sweep.json``) is refused.
 """
 
 from __future__ import annotations
@@ -209,8 +210,27 @@ def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
   return 0
 
 
+def _lp_ft_pipeline(args: argparse.Namespace, study: studies.Study,
+                    settings: reproduce.Settings) -> int:
+  """Base nets, then LP, FT and LP-FT per seed (weights kept); ID, OOD accuracy and feature
+  distortion of each network; the claims."""
+  from transferbench import lp_ft_pipeline
+  config = _sweep_config(args, study)
+  ood = lp_ft_pipeline.ood_name(config)  # before training: a sweep without one is refused
+  results, out = _network_results(args, study)
+  table = lp_ft_pipeline.measure(results, config, config.data_dir or None,
+                                 train=not args.analyze_only)
+  claims, written = lp_ft_pipeline.check(table, study, settings, out, ood,
+                                         draw=not args.no_figures)
+  print(f'\n{args.study}: claims of the paper vs {table["seed"].nunique()} seed(s) in {results} '
+        f'(OOD = {ood})')
+  print(reproduce.claims_text(claims))
+  print(f'\nWrote {len(written)} files to {out}')
+  return 0
+
+
 PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline,
-             'basins': _basins_pipeline}
+             'basins': _basins_pipeline, 'lp_ft': _lp_ft_pipeline}
 
 
 def run(args: argparse.Namespace) -> int:

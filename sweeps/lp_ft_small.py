@@ -1,0 +1,56 @@
+"""LP-FT (Kumar, Raghunathan, Jones, Ma & Liang, ICLR 2022) at small scale.
+
+Fine-tuning beats linear probing in distribution (ID) but can lose out of distribution (OOD) when
+the pretrained features are good and the shift is large; linear probing, then fine-tuning (LP-FT)
+gets the best of both. The pretrained features must serve the OOD data: the source network is
+trained on a broad task that includes the shift, the target's training set does not.
+
+* Source: all ten MNIST digits with Gaussian noise (``mnist@noise0.5``, sd = half the pixel range;
+  :mod:`harness.shifts`). Target (ID): clean MNIST digits 5-9, every training example. OOD: the
+  target's test digits with the same noise (``ood``: the study evaluates every network on it).
+* Model ``mlp/3x256``; methods: LP (``transfer`` at n = L-1 = 3), FT (the same, fine-tuned), LP-FT
+  (``lp_then_ft``: the head for 300 steps, then every layer at a tenth of the learning rate), and
+  scratch for reference. The sweep trains the base nets (source and scratch); the study trains
+  the three transfers per seed with their weights (``transferbench/lp_ft_pipeline.py``).
+* Budget: 600 SGD steps of 64 examples, lr 0.05, momentum 0.9, weight decay 5e-4, for every
+  network; 10 seeds: 20 base nets + 30 transfers.
+
+Command:
+  transferbench reproduce lp_ft              # about 4 minutes on 2 shared CPU cores
+  transferbench reproduce lp_ft --arg tiny   # seconds (digits, a tiny MLP; the test suite)
+
+Expected (10 seeds, docs/reproductions/lp_ft.md): ID accuracy LP 0.961, FT 0.976, LP-FT 0.968;
+OOD accuracy LP 0.897, FT 0.864 (0.74-0.91 over seeds), LP-FT 0.902; feature distortion on ID
+inputs FT 0.25, LP-FT 0.012 (LP: 0, its features are the pretrained ones).
+"""
+
+from harness.sweeps import base_config
+
+
+def get_config(arg=None):
+  """The small-scale study; ``arg='tiny'`` shrinks it to seconds for the test suite."""
+  c = base_config()
+  c.name = 'lp_ft_small'
+  c.model = 'mlp/3x256'
+  c.pairs = [dict(kind='datasets', source='mnist@noise0.5', target='mnist',
+                  target_classes=[5, 6, 7, 8, 9], ood='mnist@noise0.5')]
+  c.directions = ('AB', 'BA')  # each task in turn the target: the base nets of both
+  c.seeds = 10
+  c.conditions = ()
+  c.fine_tune = (False,)
+  c.train.steps = 600
+  c.train.batch_size = 64
+  c.train.lr = 0.05
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-4
+  c.train.eval_every = 100
+  if arg == 'tiny':  # Same code path, seconds: 8x8 digits, a tiny MLP.
+    c.name = 'lp_ft_small_tiny'
+    c.model = 'mlp'
+    c.model_kwargs = dict(hidden=(16, 16))
+    c.pairs = [dict(kind='datasets', source='digits@noise0.5', target='digits',
+                    target_classes=[5, 6, 7, 8, 9], ood='digits@noise0.5')]
+    c.seeds = 2
+    c.train.steps = 30
+    c.train.eval_every = 10
+  return c
