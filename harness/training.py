@@ -2,7 +2,7 @@
 
 A plan's per-layer learning-rate multipliers scale the optimizer's output, *after* weight decay
 (as big_vision's masks), so a frozen layer (multiplier 0) gets neither a gradient update nor
-weight decay and stays bit-identical. The multipliers and their phases, the learning rate
+weight decay and stays bit-identical; its optimizer state (momentum) is left as it is too. The multipliers and their phases, the learning rate
 schedule's position and the PRNG key are data in :class:`TrainState`, never program structure:
 the step compiles once per (model, optimizer, batch shape) and serves every plan and seed.
 """
@@ -191,12 +191,16 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
 
   params = live(state.params)
   (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  opt_state = _layers_of_state(state.opt_state, state.params, live)
-  updates, opt_state = tx.update(grads, opt_state, params)
+  old_opt_state = _layers_of_state(state.opt_state, state.params, live)
+  updates, opt_state = tx.update(grads, old_opt_state, params)
+  mask = transfer.leaf_mask(params, names, multiplier)
   # The multiplier scales the whole update, after the optimizer chain: frozen (0) = no update
   # and no weight decay; 1 multiplies by one, exactly.
-  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u * m, jnp.zeros_like(u)), updates,
-                         transfer.leaf_mask(live(state.params), names, multiplier))
+  updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u * m, jnp.zeros_like(u)), updates, mask)
+  # A frozen layer's optimizer state (momentum) stays as it was, so a layer that a later phase
+  # unfreezes (LP-FT) starts without the gradients of the steps it was frozen for.
+  keep = lambda new, old: jax.tree.map(lambda n, o, m: jnp.where(m > 0, n, o), new, old, mask)
+  opt_state = _layers_of_state(opt_state, params, keep, old_opt_state)
   params = {**state.params, **optax.apply_updates(params, updates)}
   opt_state = _layers_of_state(state.opt_state, state.params, lambda old, new: {**old, **new},
                                opt_state)

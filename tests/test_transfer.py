@@ -181,14 +181,14 @@ def _mlp_batch():
   return model, names, x, y
 
 
-def _step(model, names, train, phases=(), steps=4, n=1):
-  """``n`` plain-SGD steps (no momentum, no decay) from one init under the given multipliers."""
+def _step(model, names, train, phases=(), steps=4, n=1, momentum=0.0):
+  """``n`` SGD steps (no decay; no momentum unless given) from one init under the multipliers."""
   from harness.engine import semantics
   _, _, x, y = _mlp_batch()
   init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
   plan = transfer.Plan(copy=np.zeros(3, np.float32), train=np.asarray(train, np.float32),
                        phases=phases)
-  tx = training.make_optimizer(0.5, 0.0, 0.0)
+  tx = training.make_optimizer(0.5, momentum, 0.0)
   state = training.create_state(init, plan, names, tx, semantics.dropout_key(0), steps)
   states = [state]
   for _ in range(n):
@@ -257,3 +257,22 @@ def test_phases_train_the_head_only_then_every_layer():
     assert not _leaves_equal(states[3].params[layer], states[2].params[layer])
   assert training.leading_frozen(training.TrainSchedule.of(
       transfer.Plan(np.zeros(3), np.array([0, 0, 1.]), phases=phases), 4)) == 0
+
+
+def test_a_layer_unfrozen_by_a_phase_starts_with_untouched_momentum():
+  """While frozen, a layer's momentum is not fed its gradients: at the switch its first update is
+  the plain first SGD step, as with a fresh optimizer (the paper's LP-FT restarts fine-tuning)."""
+  model, names, x, y = _mlp_batch()
+  phases = (transfer.Phase(0.5, np.ones(3, np.float32)),)
+  _, states = _step(model, names, [0, 0, 1], phases=phases, steps=4, n=3, momentum=0.9)
+  trace = states[2].opt_state[1][0].trace  # add_decayed_weights, then sgd's (trace, schedule)
+  for layer in ('layer1', 'layer2'):
+    assert all(not np.any(leaf) for leaf in jax.tree.leaves(trace[layer]))
+  assert any(np.any(leaf) for leaf in jax.tree.leaves(trace['head']))
+  # The step at the switch moves layer1 by exactly -lr * its gradient (nothing carried over).
+  before = states[2]
+  grads = jax.grad(lambda p: training.cross_entropy(model.apply(
+      {'params': p, 'batch_stats': before.batch_stats}, x), y))(before.params)
+  np.testing.assert_allclose(states[3].params['layer1']['kernel'],
+                             before.params['layer1']['kernel'] - 0.5 * grads['layer1']['kernel'],
+                             rtol=1e-5, atol=1e-7)
