@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from analysis import basins, criticality, reproduce, what_transfers
+from analysis import basins, criticality, reproduce, surgical, what_transfers
 from harness.errors import UserError
 
 
@@ -60,6 +60,10 @@ STUDIES: dict[str, Study] = {
         'what_transfers_basins', basins.CLAIMS, None,
         'what is being transferred: one basin, close to the source (barriers, distance, CKA)',
         'Neyshabur, Sedghi & Zhang, NeurIPS 2020', pipeline='basins'),
+    'surgical_finetuning': Study(
+        'surgical_finetuning_small', surgical.CLAIMS, 'surgical_finetuning',
+        'surgical fine-tuning: tune one layer vs all under input-, feature- and output-level shift',
+        'Lee, Chen, Tajwar, Kumar, Yao, Liang & Finn, ICLR 2023', figure=surgical.figure),
 }
 
 
