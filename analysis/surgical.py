@@ -64,8 +64,8 @@ def level(target: str) -> str:
 
 
 def tables(rel: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.Series]]:
-  """Per target: (seed x tuned layer k table of rel of the surgical runs, full fine-tuning's rel
-  per seed).
+  """Per target, input- then feature- then output-level: (seed x tuned layer k table of rel of
+  the surgical runs, full fine-tuning's rel per seed).
 
   Raises:
     UserError: no surgical or no full fine-tuning runs, or an unshifted target.
@@ -80,6 +80,8 @@ def tables(rel: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.Series]]:
     out[target] = (layers.pivot_table(index='seed', columns='n_layers', values='rel',
                                       aggfunc='mean').sort_index(axis=1),
                    whole.groupby('seed')['rel'].mean())
+  order = list(PREDICTED)  # input-, feature-, output-level, then by name
+  out = dict(sorted(out.items(), key=lambda item: (order.index(level(item[0])), item[0])))
   if not out:
     raise UserError('no target has both surgical and full fine-tuning runs: this study needs the '
                     'conditions surgical and full_finetune on shifted targets '
@@ -200,15 +202,15 @@ def figure(rel: pd.DataFrame):
     whole = rows[rows['label'] == full].groupby('seed')['score'].mean()
     ax.errorbar(acc.columns, acc.mean(), yerr=_half(acc), marker='o', capsize=3,
                 label='tune only layer k')
-    lo, hi = whole.mean() - _half(whole.to_frame()).iloc[0], whole.mean() + _half(whole.to_frame()).iloc[0]
-    ax.axhspan(lo, hi, color='C1', alpha=0.25, lw=0)
+    band = float(_half(whole.to_frame()).iloc[0])
+    ax.axhspan(whole.mean() - band, whole.mean() + band, color='C1', alpha=0.25, lw=0)
     ax.axhline(whole.mean(), color='C1', ls='--', label='full fine-tuning')
     ax.axhline(rows.groupby('seed')['base'].mean().mean(), color='grey', ls=':',
                label='scratch on the target')
     ax.set(title=f'{target}\n{level(target)}', xlabel='tuned layer k (L = head)',
            xticks=list(acc.columns))
   axes[0].set_ylabel('test accuracy')
-  axes[-1].legend(fontsize=7, loc='lower right')
+  fig.legend(*axes[0].get_legend_handles_labels(), loc='outside lower center', ncol=3, fontsize=8)
   fig.transferbench_caption = (
       'Surgical fine-tuning (Lee et al. 2023) at small scale: test accuracy on each shifted '
       'target after tuning only layer k of the copied source network (every layer copied, the '
