@@ -99,7 +99,7 @@ N_RULES = {
     'zero': NRule(lambda L: (0,), 'condition {name} takes n_layers=0 and fine_tuned=False', False),
     'body': NRule(lambda L: tuple(range(1, L)),
                   'n={n} is out of range for {name}: this model has {body} transferable layers '
-                  '(the head is never copied), so use 1 <= n <= {body}', True),
+                  '(it never copies the head), so use 1 <= n <= {body}', True),
     'whole_body': NRule(lambda L: (L - 1,),
                         'n={n} is out of range for {name}: it copies every layer below the head, '
                         'so n = L-1 = {body} for this model', False),
