@@ -122,7 +122,8 @@ def claim_matches(rel: pd.DataFrame, settings: reproduce.Settings) -> list[repro
     if best.empty:
       parts.append(reproduce.Part(name, '', note='needs two or more seeds to choose the layer'))
       continue
-    d = pd.Series({s: table.loc[s, k] - full[s] for s, k in best.items()}).rename_axis('seed')
+    d = pd.Series({s: table.loc[s, k] - full.get(s, np.nan) for s, k in best.items()},
+                  dtype=float).rename_axis('seed').dropna()
     chosen = ', '.join(f'{k}' for k in sorted(set(best)))
     parts.append(_shifted_part(
         name, f'rel(best layer) - rel(full FT) (margin {settings.margin:g})', d, settings.margin,
@@ -141,7 +142,7 @@ def beats_every_other(table: pd.DataFrame, predicted, name: str,
   """
   others = [k for k in table.columns if k not in predicted]
   formula = f'min over k not in {list(predicted)} of rel(k*) - rel(k)'
-  if not others or not set(predicted) <= set(table.columns):
+  if not predicted or not others or not set(predicted) <= set(table.columns):
     return reproduce.Part(name, formula, note=f'needs the layers {list(predicted)} and another '
                           f'(have {list(table.columns)})')
   best = (pd.Series(predicted[0], index=table.dropna().index) if len(predicted) == 1

@@ -60,6 +60,12 @@ def test_the_layer_is_chosen_on_the_other_seeds():
   assert part.estimate == pytest.approx((0.1 + 0.5 + 0.5) / 3) and part.n == 3
 
 
+def test_a_model_without_middle_layers_leaves_the_feature_level_part_untested():
+  two_layers = {'mnist@subpop1_k20': ([1.00, 1.02], 1.01)}  # L = 2: no layer between 1 and L
+  part = surgical.claim_follows(_rel(two_layers), reproduce.Settings())[0]
+  assert np.isnan(part.p_value) and 'needs the layers []' in part.note
+
+
 def test_levels_and_predicted_layers():
   assert [surgical.level(t) for t in ('mnist@blur1.5_k20', 'mnist@subpop1', 'digits@labelperm')] \
       == [surgical.INPUT, surgical.FEATURE, surgical.OUTPUT]
