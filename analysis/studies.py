@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from analysis import basins, criticality, lp_ft, reproduce, what_transfers
+from analysis import basins, criticality, lp_ft, reproduce, surgical, what_transfers
 from harness.errors import UserError
 
 
@@ -65,6 +65,10 @@ STUDIES: dict[str, Study] = {
         'lp_ft_small', lp_ft.CLAIMS, 'lp_ft',
         'fine-tuning distorts pretrained features: LP vs FT vs LP-FT, in and out of distribution',
         'Kumar, Raghunathan, Jones, Ma & Liang, ICLR 2022', pipeline='lp_ft'),
+    'surgical_finetuning': Study(
+        'surgical_finetuning_small', surgical.CLAIMS, 'surgical_finetuning',
+        'surgical fine-tuning: tune one layer vs all under input-, feature- and output-level shift',
+        'Lee, Chen, Tajwar, Kumar, Yao, Liang & Finn, ICLR 2023', figure=surgical.figure),
 }
 
 

@@ -14,15 +14,21 @@ transfer       1..L-1 other task       layers 1..n (from baseA)     n+1..L (all:
 random_frozen  1..L-1 random init      none                         n+1..L
 reinit_head    L-1    other task       layers 1..L-1 (from baseA)   all
 lp_then_ft     L-1    other task       layers 1..L-1 (from baseA)   head, then all (LP-FT)
+surgical       1..L   other task       all, head included           layer n only
+full_finetune  L      other task       all, head included           all
 =============  =====  ===============  ===========================  ======================
 
-The head (layer L) is never copied; a layer that is not copied keeps the target network's own
-initialisation of the seed. ``reinit_head`` is "re-initialise only the head, fine-tune all": its n
-is the number of layers copied, always L-1, so a sweep's ``n_layers`` does not apply to it.
-``lp_then_ft`` is Kumar et al. 2022's "linear probe, then fine-tune": the same copy, the head alone
-trained for the first :data:`LP_FT_SWITCH` of the run, then every layer at :data:`LP_FT_RATE` times
-the learning rate (a :class:`Phase`). Linear probing and full fine-tuning themselves are
-``transfer`` at n = L-1 without and with fine-tuning.
+A layer that is not copied keeps the target network's own initialisation of the seed. The head
+(layer L) is copied only by the rows that declare it (``copies_head``: their plans set
+``Plan.copy_head``), for targets with the source's label space (Lee et al. 2023's surgical
+fine-tuning: the same classes under a distribution shift); every other row re-initialises it.
+``reinit_head`` is "re-initialise only the head, fine-tune all": its n is the number of layers
+copied, always L-1, so a sweep's ``n_layers`` does not apply to it. ``surgical`` at n trains only
+layer n (the head when n = L); ``full_finetune`` (n = L, the layers copied) trains every layer.
+``lp_then_ft`` is Kumar et al. 2022's "linear probe, then fine-tune": the same copy as
+``reinit_head``, the head alone trained for the first :data:`LP_FT_SWITCH` of the run, then every
+layer at :data:`LP_FT_RATE` times the learning rate (a :class:`Phase`). Linear probing and full
+fine-tuning themselves are ``transfer`` at n = L-1 without and with fine-tuning.
 
 Adding a condition is adding a row (and a test of its plans): sweeps, the engine and the analysis
 look conditions up here instead of spelling their names. The module imports no JAX, so the
@@ -61,12 +67,15 @@ class Plan:
   Where a layer starts: copied from the source (``copy``), re-drawn from a fresh key (``fresh``),
   or else the target network's own initialisation for the seed. How it trains: ``train`` is a
   learning-rate multiplier, 0 = frozen (no update, no weight decay, batch-norm statistics fixed),
-  1 = trained as usual. ``phases`` switch the multipliers part-way through the run.
+  1 = trained as usual. ``phases`` switch the multipliers part-way through the run. The head
+  (the last layer) is copied only when ``copy_head`` says so: copying it is meaningful only when
+  the target has the source's classes, so an undeclared copy is a bug that the engine refuses.
   """
   copy: np.ndarray   # float32 (L,), 1 = copied from the source network
   train: np.ndarray  # float32 (L,), learning-rate multiplier; 0 = frozen
   fresh: np.ndarray | None = None     # float32 (L,), 1 = re-initialised from a fresh key; None = none
   phases: tuple[Phase, ...] = ()      # later phases, in order of start
+  copy_head: bool = False  # the plan may copy the head (source and target share the classes)
 
   @property
   def frozen(self) -> np.ndarray:
@@ -95,10 +104,16 @@ N_RULES = {
     'zero': NRule(lambda L: (0,), 'condition {name} takes n_layers=0 and fine_tuned=False', False),
     'body': NRule(lambda L: tuple(range(1, L)),
                   'n={n} is out of range for {name}: this model has {body} transferable layers '
-                  '(the head is never copied), so use 1 <= n <= {body}', True),
+                  '(it never copies the head), so use 1 <= n <= {body}', True),
     'whole_body': NRule(lambda L: (L - 1,),
                         'n={n} is out of range for {name}: it copies every layer below the head, '
                         'so n = L-1 = {body} for this model', False),
+    'every_layer': NRule(lambda L: tuple(range(1, L + 1)),
+                         'n={n} is out of range for {name}: n is the one layer trained, so use '
+                         '1 <= n <= {L} (n = {L}: the head)', True),
+    'whole_network': NRule(lambda L: (L,),
+                           'n={n} is out of range for {name}: it copies every layer, head '
+                           'included, so n = L = {L} for this model', False),
 }
 
 
@@ -117,6 +132,8 @@ class Condition:
     build: ``build(n, fine_tuned, L) -> Plan`` (arguments already validated).
     style, style_fine_tuned: plot styles of ``label`` and ``label_fine_tuned``.
     description: one line for help texts.
+    copies_head: its plans copy the head from the source (``Plan.copy_head``), so the source
+      and target tasks must have the same number of classes.
   """
   name: str
   label: str
@@ -129,6 +146,7 @@ class Condition:
   style: Style
   style_fine_tuned: Style | None
   description: str
+  copies_head: bool = False
 
 
 def _first(n: int, num_layers: int) -> np.ndarray:
@@ -174,6 +192,18 @@ def _probe_then_train_all(n: int, fine_tuned: bool, num_layers: int) -> Plan:
               phases=(Phase(LP_FT_SWITCH, np.full(num_layers, LP_FT_RATE, np.float32)),))
 
 
+def _copy_all_train_layer_n(n: int, fine_tuned: bool, num_layers: int) -> Plan:
+  """Every layer copied, the head included; only layer n trained (surgical fine-tuning)."""
+  return Plan(copy=np.ones(num_layers, np.float32),
+              train=(np.arange(num_layers) == n - 1).astype(np.float32), copy_head=True)
+
+
+def _copy_all_train_all(n: int, fine_tuned: bool, num_layers: int) -> Plan:
+  """Every layer copied, the head included, and every layer trained (full fine-tuning)."""
+  return Plan(copy=np.ones(num_layers, np.float32), train=np.ones(num_layers, np.float32),
+              copy_head=True)
+
+
 _ROWS = (
     Condition('scratch', 'base', None, False,
               'condition scratch takes n_layers=0 and fine_tuned=False', NO_SOURCE, 'zero',
@@ -201,6 +231,18 @@ _ROWS = (
               Style(6, 'h', ':'), None,
               'every layer below the head copied from the other task; the head alone trained, '
               'then every layer (linear probe, then fine-tune)'),
+    Condition('surgical', 'surgical', None, False,
+              'surgical has no fine-tuned version: it trains exactly layer n; full fine-tuning '
+              'is the condition full_finetune', OTHER_TASK, 'every_layer', _copy_all_train_layer_n,
+              Style(7, 'o', '-'), None,
+              'every layer copied from the other task, head included; only layer n trained',
+              copies_head=True),
+    Condition('full_finetune', 'full-FT', None, False,
+              'full_finetune has no fine-tuned version: it already trains every layer; use '
+              'fine_tuned=False', OTHER_TASK, 'whole_network', _copy_all_train_all,
+              Style(8, 's', '--'), None,
+              'every layer copied from the other task, head included; all trained',
+              copies_head=True),
 )
 
 TABLE: dict[str, Condition] = {row.name: row for row in _ROWS}
@@ -211,7 +253,9 @@ BASE: str = next(row.name for row in _ROWS if row.source == NO_SOURCE)  # the ba
 SELFFER, TRANSFER, RANDOM_FROZEN = 'selffer', 'transfer', 'random_frozen'
 REINIT_HEAD = 'reinit_head'
 LP_FT = 'lp_then_ft'  # Kumar et al. 2022's linear probe, then fine-tune
-assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD, LP_FT} <= set(TABLE)
+# Lee et al. 2023's surgical fine-tuning: tune only layer n, against full fine-tuning.
+SURGICAL, FULL_FINETUNE = 'surgical', 'full_finetune'
+assert {SELFFER, TRANSFER, RANDOM_FROZEN, REINIT_HEAD, LP_FT, SURGICAL, FULL_FINETUNE} <= set(TABLE)
 
 
 def get(name: str) -> Condition:

@@ -4,7 +4,7 @@ A shifted data set is built once into the TFDS data directory by the same kind o
 embedded data (:class:`harness.data._EmbeddedBuilder`), from the base set's raw arrays, so it is
 read, cached and split exactly like its base. Naming (docs/data.md, "Shifted data sets"):
 
-    BASE@KINDPARAM[-sSEED]      e.g. mnist@block4, mnist@noise0.3-s1, digits@labelperm
+    BASE@KINDPARAM[-sSEED]      e.g. mnist@block4, mnist@noise0.3-s1, digits@labelperm, mnist@subpop1
 
 ``BASE`` is an embedded set (mnist, animal_mnist, digits, mnist1d); ``SEED`` (default 0) seeds
 every random draw. Kinds (:data:`SHIFTS`), with pixel values in units of the base's maximum:
@@ -17,6 +17,11 @@ every random draw. Kinds (:data:`SHIFTS`), with pixel values in units of the bas
   them back in an order drawn per example (Neyshabur et al. 2020's block-shuffled targets):
   the multiset of blocks, hence the pixel histogram, is kept; ``b`` must divide the side.
 * ``labelperm``: relabel classes by one permutation of the class ids (inputs unchanged).
+* ``subpop<m>``: a sub-population shift (Santurkar et al.'s BREEDS, in miniature): the C classes
+  form C/2 super-classes, super-class i = classes {i, i + C/2} (MNIST: digits {0, 5}, {1, 6}...);
+  keep the examples of member ``m`` (0: classes 0..C/2-1, 1: classes C/2..C-1) and label them by
+  their super-class. ``subpop0`` and ``subpop1`` have the same labels and disjoint sub-classes:
+  train on one, transfer to the other.
 
 Both splits get the shift; the draws of a split come from ``default_rng([seed, crc32(kind),
 crc32(split)])`` (the label permutation: one for both splits), so a shifted set is the same on every machine and in every process.
@@ -48,6 +53,7 @@ class Shift:
   needs_param: bool
   summary: str
   per_split: bool = True  # False: one draw shared by both splits (a relabelling must agree)
+  classes: Callable | None = None  # (base class names, param) -> the shifted set's; None: same
 
 
 def _noise(x, y, sd, rng, scale):
@@ -105,6 +111,28 @@ def _labelperm(x, y, param, rng, scale):
   return x, rng.permutation(int(y.max()) + 1)[y]
 
 
+def _members(param: float) -> int:
+  if param not in (0, 1):
+    raise UserError(f'subpop{param:g}: the member of each super-class is 0 or 1 (subpop0: '
+                    'classes 0..C/2-1, subpop1: classes C/2..C-1)')
+  return int(param)
+
+
+def _subpop(x, y, member, rng, scale):
+  half = (int(y.max()) + 1) // 2  # every split of the embedded bases holds every class
+  keep = y // half == _members(member)
+  return x[keep], y[keep] % half
+
+
+def _superclass_names(names: tuple[str, ...], member: float) -> tuple[str, ...]:
+  _members(member)
+  if len(names) % 2:
+    raise UserError(f'subpop needs an even number of classes to pair them (this base has '
+                    f'{len(names)}): use mnist, animal_mnist, digits or mnist1d')
+  half = len(names) // 2
+  return tuple(f'{names[i]}|{names[i + half]}' for i in range(half))
+
+
 SHIFTS: dict[str, Shift] = {
     'noise': Shift(_noise, True, 'Gaussian noise, sd x the maximum pixel value'),
     'blur': Shift(_blur, True, 'Gaussian blur, sigma in pixels'),
@@ -113,6 +141,8 @@ SHIFTS: dict[str, Shift] = {
     'block': Shift(_block, True, 'per-example shuffle of b x b blocks'),
     'labelperm': Shift(_labelperm, False, 'one seeded permutation of the class labels',
                        per_split=False),
+    'subpop': Shift(_subpop, True, 'member m of the super-classes {i, i + C/2}, labelled by '
+                    'super-class', classes=_superclass_names),
 }
 
 
@@ -180,6 +210,8 @@ def builder_class(name: str) -> type:
   body = {'name': shift.tfds_name, 'RAW': staticmethod(raw),
           '__doc__': f'{base.__doc__.splitlines()[0]} Shifted: {name} '
                      f'({SHIFTS[shift.kind].summary}).'}
+  if SHIFTS[shift.kind].classes is not None:  # a shift that changes the label space
+    body['CLASS_NAMES'] = SHIFTS[shift.kind].classes(tuple(base.CLASS_NAMES), shift.param)
   return types.new_class(shift.tfds_name, (base,), {'skip_registration': True},
                          lambda ns: ns.update(body))
 

@@ -194,6 +194,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       if direction not in ('AB', 'BA'):
         raise UserError(f"unknown direction '{direction}': use 'AB' (A -> B) or 'BA' (B -> A)")
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
+      _check_head_copies(config.conditions, checkpoint_task or source_task, target_task)
       for seed in range(config.first_seed, config.first_seed + config.seeds):
         base = lambda task: runs.RunSpec(condition=conditions.BASE, n_layers=0, fine_tuned=False,
                                          seed=seed, target=task, pair=label, **common)
@@ -209,6 +210,19 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
         for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
           transfer_runs[spec.run_id] = spec
   return list(scratch_runs.values()) + list(transfer_runs.values())
+
+
+def _check_head_copies(names: Sequence[str], source_task: tasks.TaskSpec,
+                       target_task: tasks.TaskSpec) -> None:
+  """Refuses, before anything trains, a condition that copies the head onto a target with
+  another number of classes than its source (the head's shapes would differ)."""
+  copying = [c for c in names if conditions.get(c).copies_head]
+  if copying and len(source_task.classes) != len(target_task.classes):
+    raise UserError(
+        f'{copying[0]} copies the head, but the source task {source_task.name} has '
+        f'{len(source_task.classes)} classes and the target {target_task.name} '
+        f'{len(target_task.classes)}: give the pair a target with the source\'s classes (e.g. a '
+        'shifted copy of the source data, docs/shifts.md), or drop the condition')
 
 
 def _condition_runs(config, ns, seed, target_task, sources, label, common):

@@ -42,6 +42,11 @@ def leaf_mask(tree: Any, names: Sequence[str], per_layer: np.ndarray | jax.Array
 def _check_compatible(target: Mapping, source: Mapping, layer: str, what: str) -> None:
   t_shapes = jax.tree.map(jnp.shape, flax.core.unfreeze(target.get(layer, {})))
   s_shapes = jax.tree.map(jnp.shape, flax.core.unfreeze(source.get(layer, {})))
+  if t_shapes != s_shapes and layer == HEAD:
+    raise UserError(
+        f"the source network's head has other shapes than the target's ({s_shapes} vs "
+        f'{t_shapes}): a condition that copies the head needs a target with the source\'s number '
+        'of classes; use a target with the same classes, or a condition that re-initialises the head')
   if t_shapes != s_shapes:
     raise UserError(
         f"source network's {what} of '{layer}' do not match the target model ({s_shapes} vs "
@@ -56,17 +61,20 @@ def combine(init: Mapping[str, Any], source: Mapping[str, Any] | None, plan: Pla
     init: the target network's own initial ``{'params', 'batch_stats'}``.
     source: the source network's trained variables (None when nothing is copied).
     plan: the condition's plan.
-    names: layer names in order; the head (last) is never copied.
+    names: layer names in order; the head (last) is copied only when ``plan.copy_head`` declares
+      it (source and target share the label space).
 
   Returns:
     ``{'params': ..., 'batch_stats': ...}`` for the target network.
 
   Raises:
-    UserError: a copied layer's shapes differ between source and target.
+    ValueError: the plan copies the head without declaring it, or copies without a source.
+    UserError: a copied layer's shapes differ between source and target (for the head: another
+      number of classes).
   """
   copied = [name for name, c in zip(names, plan.copy) if c > 0]
-  if HEAD in copied:
-    raise ValueError('the head is never copied')
+  if HEAD in copied and not plan.copy_head:
+    raise ValueError('the head is copied only by plans that declare it (Plan.copy_head)')
   if copied and source is None:
     raise ValueError('plan copies layers but no source network was given')
   out = {}

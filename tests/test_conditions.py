@@ -30,7 +30,14 @@ EXPECTED_L4 = {
     ('random_frozen', 3, False): ([0, 0, 0, 0], [0, 0, 0, 1]),
     ('reinit_head', 3, False): ([1, 1, 1, 0], [1, 1, 1, 1]),
     ('lp_then_ft', 3, False): ([1, 1, 1, 0], [0, 0, 0, 1]),  # first phase: the linear probe
+    # Lee et al. 2023: every layer copied, the head too; tune only layer n, or every layer.
+    ('surgical', 1, False): ([1, 1, 1, 1], [1, 0, 0, 0]),
+    ('surgical', 2, False): ([1, 1, 1, 1], [0, 1, 0, 0]),
+    ('surgical', 3, False): ([1, 1, 1, 1], [0, 0, 1, 0]),
+    ('surgical', 4, False): ([1, 1, 1, 1], [0, 0, 0, 1]),
+    ('full_finetune', 4, False): ([1, 1, 1, 1], [1, 1, 1, 1]),
 }
+HEAD_COPIERS = {'surgical', 'full_finetune'}
 # Later phases, (start, train), written out by hand: LP-FT (Kumar et al. 2022) trains every layer
 # from the middle of the run, at a tenth of the learning rate.
 PHASES_L4 = {('lp_then_ft', 3, False): ((0.5, [0.1, 0.1, 0.1, 0.1]),)}
@@ -57,25 +64,33 @@ def test_every_registry_plan_matches_the_hand_written_vectors():
     for phase, (_, train_later) in zip(plan.phases, phases):
       np.testing.assert_allclose(phase.train, train_later)
       assert phase.train.dtype == np.float32
+    assert plan.copy_head == (name in HEAD_COPIERS)
 
 
 @pytest.mark.parametrize('num_layers', [2, 3, 8])
-def test_no_plan_copies_the_head_and_every_n_is_valid(num_layers):
+def test_only_declared_plans_copy_the_head_and_every_n_is_valid(num_layers):
   for name, n, fine_tuned in _every_valid_combination(num_layers):
     plan = conditions.make_plan(name, n, fine_tuned, num_layers)
     assert plan.copy.shape == plan.train.shape == (num_layers,)
-    assert plan.copy[-1] == 0 and plan.train[-1] == 1  # the head: own init, always trained
+    assert conditions.get(name).copies_head == plan.copy_head == (name in HEAD_COPIERS)
+    if plan.copy_head:  # everything copied; one layer trained (surgical) or all (full FT)
+      assert plan.copy.all() and plan.train.sum() in (1, num_layers)
+    else:
+      assert plan.copy[-1] == 0 and plan.train[-1] == 1  # the head: own init, always trained
 
 
 def test_allowed_n_per_rule():
   assert conditions.allowed_n('scratch', 8) == (0,)
   assert conditions.allowed_n('transfer', 8) == (1, 2, 3, 4, 5, 6, 7)
   assert conditions.allowed_n('reinit_head', 8) == (7,)
+  assert conditions.allowed_n('surgical', 4) == (1, 2, 3, 4)
+  assert conditions.allowed_n('full_finetune', 4) == (4,)
+  assert conditions.sweep_n('surgical', 4, ()) == (1, 2, 3, 4)
 
 
 @pytest.mark.parametrize('name, n, fine_tuned, message', [
     ('frozen', 1, False, "unknown condition 'frozen': choose one of scratch, selffer, transfer, "
-                         "random_frozen, reinit_head"),
+                         "random_frozen, reinit_head, lp_then_ft, surgical, full_finetune"),
     ('scratch', 1, False, 'condition scratch takes n_layers=0 and fine_tuned=False'),
     ('scratch', 0, True, 'condition scratch takes n_layers=0 and fine_tuned=False'),
     ('selffer', 0, False, r'n=0 is out of range for selffer: .* so use 1 <= n <= 3'),
@@ -84,6 +99,9 @@ def test_allowed_n_per_rule():
     ('reinit_head', 2, False, r'n=2 is out of range for reinit_head: .* so n = L-1 = 3'),
     ('reinit_head', 3, True, 'reinit_head has no fine-tuned version: .* use fine_tuned=False'),
     ('lp_then_ft', 3, True, 'lp_then_ft has no fine-tuned version: .* use fine_tuned=False'),
+    ('surgical', 0, False, r'n=0 is out of range for surgical: .* use 1 <= n <= 4 \(n = 4: the head\)'),
+    ('surgical', 2, True, 'surgical has no fine-tuned version'),
+    ('full_finetune', 3, False, r'n=3 is out of range for full_finetune: .* n = L = 4'),
 ])
 def test_bad_conditions_are_user_errors_that_name_the_fix(name, n, fine_tuned, message):
   with pytest.raises(UserError, match=message):
@@ -116,7 +134,8 @@ def test_rows_are_consistent():
     assert bool(row.no_fine_tune) != row.fine_tunable  # an error exactly where there is no variant
     assert (row.style_fine_tuned is None) == (row.label_fine_tuned is None)
   assert conditions.BASE == 'scratch'
-  assert conditions.with_source(conditions.OTHER_TASK) == ('transfer', 'reinit_head', 'lp_then_ft')
+  assert conditions.with_source(conditions.OTHER_TASK) == (
+      'transfer', 'reinit_head', 'lp_then_ft', 'surgical', 'full_finetune')
   assert conditions.source_column('random_frozen', None) == 'random'
   assert conditions.source_column('scratch', None) == 'none'
   assert conditions.source_column('transfer', 'mnist_A0') == 'mnist_A0'
@@ -175,7 +194,8 @@ def test_lp_ft_probes_then_fine_tunes_alike_in_the_engine_and_the_per_run_path(d
   curves = load_curves(tmp_path / 'engine')
   mine, theirs = (curves[curves.run_id == s.run_id].set_index('step').accuracy for s in (lp_ft, lp))
   np.testing.assert_array_equal(mine.loc[:4].to_numpy(), theirs.loc[:4].to_numpy())
-  assert mine.loc[12] != theirs.loc[12]
+  losses = [curves[curves.run_id == s.run_id].set_index('step').loss for s in (lp_ft, lp)]
+  assert losses[0].loc[12] != losses[1].loc[12]  # the body trained in the second phase
   per_run = ResultsStore(tmp_path / 'per_run')
   shutil.copytree(tmp_path / 'engine' / 'runs' / lp_ft.source_run,
                   tmp_path / 'per_run' / 'runs' / lp_ft.source_run)

@@ -324,3 +324,46 @@ def test_new_plan_fields_change_the_curves(new_field_runs):
   patched, unpatched = _curves(stores['fused'], specs), _curves(stores['unpatched'], specs)
   for spec in specs:
     assert (patched[spec.run_id] != unpatched[spec.run_id]) == (spec in changed), spec.describe()
+
+
+@pytest.fixture(scope='module')
+def head_copy_runs(data_dir, tmp_path_factory):
+  """The tiny sweep (seed 0) with the head-copying conditions (surgical n = 1..3, full
+  fine-tuning), per strategy: digits' random halves have 5 classes each, so the heads fit."""
+  config = tiny_config(data_dir, seeds=1, conditions=(conditions.SURGICAL, conditions.FULL_FINETUNE))
+  config.model_kwargs.hidden = (16, 14)  # other programs than the other tests'
+  stores = {}
+  for strategy, pack_size in (('per_run', 0), ('fused', 0), ('vmap', 4), ('sequential', 0)):
+    config.execution.strategy = strategy
+    config.execution.pack_size = pack_size
+    stores[strategy] = ResultsStore(tmp_path_factory.mktemp(f'head_{strategy}'))
+    assert runner.run_sweep(config, stores[strategy].root, progress=False).failed == []
+  return config, stores
+
+
+@pytest.mark.parametrize('strategy', ['fused', 'vmap', 'sequential'])
+def test_head_copying_plans_give_the_per_run_curves(head_copy_runs, strategy, data_dir):
+  config, stores = head_copy_runs
+  specs = sweeps.expand(config)
+  num_test = engine.device_task(specs[0].target, data_dir)[2][0].shape[0]
+  _assert_same_curves(_curves(stores['per_run'], specs), _curves(stores[strategy], specs), num_test)
+  surgical_head = next(s for s in specs if s.condition == conditions.SURGICAL and s.n_layers == 3)
+  computed = stores[strategy].read_record(surgical_head.run_id)['execution']
+  # Layers 1-2 frozen: their outputs computed once, except by vmap (no frozen-prefix branches).
+  assert computed['frozen_prefix_computed_once'] == (2 if strategy != 'vmap' else 0)
+
+
+def test_head_copying_runs_start_from_the_whole_source_network(head_copy_runs):
+  """Every head-copying run starts as the source network (step 0 equal across them, the head
+  included), and the surgical runs then move apart: each trains another layer."""
+  config, stores = head_copy_runs
+  specs = sweeps.expand(config)
+  curves = _curves(stores['per_run'], specs)
+  copying = [s for s in specs if conditions.get(s.condition).copies_head]
+  assert sorted(s.n_layers for s in copying) == [1, 2, 3, 3]
+  starts = {(curves[s.run_id][0]['step'], curves[s.run_id][0]['loss']) for s in copying}
+  assert len(starts) == 1 and next(iter(starts))[0] == 0
+  base = next(s for s in specs if s.condition == conditions.BASE and s.target == copying[0].target)
+  assert curves[base.run_id][0]['loss'] not in {loss for _, loss in starts}
+  finals = {curves[s.run_id][-1]['loss'] for s in copying}
+  assert len(finals) == len(copying)

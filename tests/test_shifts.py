@@ -75,3 +75,23 @@ def test_a_shifted_set_is_built_and_read_through_tfds(data_dir):
   assert info.num_classes == 10 and info.input_shape == (8, 8, 1)
   with pytest.raises(UserError, match='rotates 2-D images'):
     data.load_split('mnist1d@rot10', 'train', data_dir)
+
+
+def test_subpopulations_share_super_classes_and_split_the_sub_classes():
+  x, y = _images(20), np.arange(20) % 10
+  first, first_y = shifts.apply(shifts.parse('mnist@subpop0'), 'train', x, y)
+  second, second_y = shifts.apply(shifts.parse('mnist@subpop1'), 'train', x, y)
+  # Digits 0..4 (member 0) and 5..9 (member 1), each labelled by its super-class {i, i + 5}.
+  assert np.array_equal(first, x[y < 5]) and np.array_equal(first_y, y[y < 5])
+  assert np.array_equal(second, x[y >= 5]) and np.array_equal(second_y, y[y >= 5] - 5)
+  assert shifts._superclass_names(tuple('0123456789'), 1) == ('0|5', '1|6', '2|7', '3|8', '4|9')
+  with pytest.raises(UserError, match='member of each super-class is 0 or 1'):
+    shifts.apply(shifts.parse('mnist@subpop2'), 'train', x, y)
+
+
+def test_a_subpopulation_set_has_the_super_classes_through_tfds(data_dir):
+  x, y = data.load_split('digits', 'test', data_dir)
+  xs, ys = data.load_split('digits@subpop1', 'test', data_dir)
+  assert np.array_equal(xs, x[y >= 5]) and np.array_equal(ys, y[y >= 5] - 5)
+  info = data.dataset_info('digits@subpop1', data_dir)
+  assert info.num_classes == 5 and info.class_names[0] == '0|5'

@@ -56,6 +56,39 @@ def test_copied_layers_equal_source_and_head_is_never_copied():
   assert combined['params']['head']['kernel'].shape[-1] == 3  # the source head has 7 classes
 
 
+def test_declared_plans_copy_the_head_and_others_may_not():
+  model, names, init, _ = _setup()
+  source = models.init_variables(models.build_model('resnet/tiny', 3), jax.random.key(1), (8, 8, 1))
+  L = model.num_layers
+  for plan in (conditions.make_plan('surgical', 2, False, L),
+               conditions.make_plan('full_finetune', L, False, L)):
+    assert plan.copy_head
+    combined = transfer.combine(init, source, plan, names)
+    for layer in names:  # every layer from the source, the head included
+      assert _leaves_equal(combined['params'][layer], source['params'][layer])
+  undeclared = transfer.Plan(copy=np.ones(L, np.float32), train=np.ones(L, np.float32))
+  with pytest.raises(ValueError, match='declare it'):
+    transfer.combine(init, source, undeclared, names)
+
+
+def test_copying_the_head_of_another_class_count_is_a_user_error():
+  model, names, init, source = _setup()  # the source head has 7 classes, the target's 3
+  plan = conditions.make_plan('full_finetune', model.num_layers, False, model.num_layers)
+  with pytest.raises(UserError, match="needs a target with the source's number of classes"):
+    transfer.combine(init, source, plan, names)
+
+
+def test_a_sweep_refuses_a_head_copy_between_tasks_of_other_class_counts(data_dir):
+  from harness import sweeps
+  from tests.test_sweeps import tiny_config
+  config = tiny_config(data_dir, conditions=('surgical',), seeds=1,
+                       pairs=[dict(kind='datasets', source='digits',
+                                   target='digits@subpop1')])
+  with pytest.raises(UserError, match='surgical copies the head, but the source task digits has '
+                     '10 classes and the target digits@subpop1 5'):
+    sweeps.expand(config)
+
+
 def test_layers_not_copied_keep_the_target_init():
   model, names, init, source = _setup()
   plan = conditions.make_plan('selffer', 1, False, model.num_layers)

@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
       '`transferbench config SWEEP` their fields.')
   sub = parser.add_subparsers(dest='command', required=True)
   from harness import sweeps
-  shipped = '\n'.join(f'  {name:<24}{doc}' for name, doc in sweeps.shipped().items())
+  listed = sweeps.shipped()
+  width = max(map(len, listed), default=0) + 2  # the longest name still gets a gap
+  shipped = '\n'.join(f'  {name:<{width}}{doc}' for name, doc in listed.items())
   run = sub.add_parser(
       'run', help='run (or resume) a sweep', formatter_class=argparse.RawDescriptionHelpFormatter,
       description=f'Run a sweep (or resume it: complete runs are skipped), then print its table.\n\n'
