@@ -12,7 +12,8 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   one n such as reinit_head),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
+  transfer run instead of pretraining one), shared_sources (True: one source network per source
+  task and seed, shared by every pair with that source), data_dir, checkpoint_every (progress checkpoints
   of long runs; execution only, not part of the runs' specs), executor ('local' or 'slurm') and
   slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
 
@@ -175,6 +176,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   common = dict(model=config.model, model_kwargs=_freeze(model_kwargs),
                 train=_freeze(_to_plain(config.train)))
   other_task = any(conditions.get(c).source == conditions.OTHER_TASK for c in config.conditions)
+  if config.shared_sources and 'BA' in config.directions:
+    raise UserError("shared_sources=True trains each source task's network once for every pair, "
+                    "so a source must not also be a pair's scored target: use directions=('AB',)")
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
@@ -195,20 +199,29 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
         raise UserError(f"unknown direction '{direction}': use 'AB' (A -> B) or 'BA' (B -> A)")
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
       for seed in range(config.first_seed, config.first_seed + config.seeds):
-        base = lambda task: runs.RunSpec(condition=conditions.BASE, n_layers=0, fine_tuned=False,
-                                         seed=seed, target=task, pair=label, **common)
-        base_target = base(target_task)
+        base = lambda task, group: runs.RunSpec(condition=conditions.BASE, n_layers=0,
+                                                fine_tuned=False, seed=seed, target=task,
+                                                pair=group, **common)
+        base_target = base(target_task, label)
         scratch_runs[base_target.run_id] = base_target
         sources = {conditions.SAME_TASK: (target_task, base_target)}
         if checkpoint_task:
           sources[conditions.OTHER_TASK] = (checkpoint_task, None)
         elif other_task:
-          base_source = base(source_task)
+          base_source = base(source_task, _source_group(config, label, source_task))
           scratch_runs[base_source.run_id] = base_source
           sources[conditions.OTHER_TASK] = (source_task, base_source)
         for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
           transfer_runs[spec.run_id] = spec
   return list(scratch_runs.values()) + list(transfer_runs.values())
+
+
+def _source_group(config, label: str, source_task: tasks.TaskSpec) -> str:
+  """The ``pair`` of a pair's source network: the pair's label (each pair trains its own source,
+  so pairs are independent replicates), or with ``shared_sources`` the source task's name (one
+  network per source task and seed serves every pair, and its initial weights depend on its task
+  alone: ``harness.engine.semantics.init_key`` folds in a run's ``pair``)."""
+  return source_task.name if config.shared_sources else label
 
 
 def _condition_runs(config, ns, seed, target_task, sources, label, common):
@@ -256,6 +269,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.n_layers = ()
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
+  c.shared_sources = False  # True: one source network per (source task, seed) for every pair
   c.data_dir = ''
   # Execution settings (not part of any run's spec: they never change a result).
   c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
@@ -306,6 +320,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     '>0': (lambda v: _is_number(v) and v > 0, 'a number > 0', 0.01),
     '>=0': (lambda v: _is_number(v) and v >= 0, 'a number >= 0', 0),
     '[0,1)': (lambda v: _is_number(v) and 0 <= v < 1, 'a number in [0, 1)', 0.9),
+    'bool': (lambda v: isinstance(v, bool), 'True or False', False),
 }
 
 # Field (dotted) -> (meaning, rule name or None). A field without a row fails
@@ -335,6 +350,10 @@ FIELDS: dict[str, tuple[str, str | None]] = {
                          '4, ... below it, and at the last step)', 'int>=1'),
     'source_checkpoint': ("'' or a run's checkpoint/ directory: the source network of every "
                           'transfer run, instead of pretraining one', None),
+    'shared_sources': ("False: each pair trains its own source network (pairs are independent "
+                       "replicates); True: one per source task and seed, shared by every pair "
+                       "with that source, its initial weights keyed by the task (directions "
+                       "('AB',) only)", 'bool'),
     'data_dir': ("TFDS data directory ('': $TRANSFERBENCH_DATA_DIR or ~/tensorflow_datasets)",
                  None),
     'checkpoint_every': ('progress checkpoint of a run every so many steps (0: never); '
