@@ -188,7 +188,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       raise UserError("a pair of kind 'target' has no source task: set --config.source_checkpoint"
                       '=DIR (e.g. a network imported with `transferbench import-weights`)')
     task_a, task_b = tasks.make_task_pair(pair, config.data_dir or None)
-    label = f'{task_a.name}|{task_b.name}'
+    label = tasks.pair_label(task_a, task_b)
     for task in (task_a, task_b):
       if head_classes is not None and head_classes != len(task.classes):
         raise UserError(
