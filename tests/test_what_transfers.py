@@ -61,7 +61,8 @@ def test_one_source_network_per_seed_serves_every_block_size(data_dir):
   depend on the source task and seed, not on the pair)."""
   specs = sweeps.expand(_tiny(data_dir))
   transfers = [s for s in specs if s.condition == conditions.REINIT_HEAD]
-  sources = {s.run_id: s for s in specs if s.condition == conditions.BASE and s.target.name == 'mnist'}
+  sources = {s.run_id: s for s in specs
+             if s.condition == conditions.BASE and s.target.name == 'mnist'}
   assert len(specs) == 10 and len(transfers) == 4 and len(sources) == 2
   assert {s.source_run for s in transfers} == set(sources)
   for spec in transfers:
@@ -84,7 +85,8 @@ def test_shared_source_starts_from_its_task_and_seed_alone(data_dir):
   def source_init(**changes):
     spec = next(s for s in sweeps.expand(_tiny(data_dir, **changes))
                 if s.condition == conditions.BASE and s.target.name == 'mnist' and s.seed == 0)
-    return runs.starting_variables(spec, model, (28, 28, 1), store=None)['params']['layer1']['kernel']
+    variables = runs.starting_variables(spec, model, (28, 28, 1), store=None)
+    return variables['params']['layer1']['kernel']
 
   pairs = _tiny(data_dir).pairs
   first, last = source_init(pairs=[pairs[0]]), source_init(pairs=[pairs[-1]])

@@ -102,7 +102,8 @@ def _sweep_config(args: argparse.Namespace, study: studies.Study):
 
 def _sweep_names(study: studies.Study) -> set[str]:
   """The config names a study's sweeps write (with their default and their tiny argument)."""
-  return {_config_name(sweep, arg) for sweep in (study.sweep, *study.also) for arg in (None, 'tiny')}
+  return {_config_name(sweep, arg)
+          for sweep in (study.sweep, *study.also) for arg in (None, 'tiny')}
 
 
 @functools.lru_cache(maxsize=None)
