@@ -2,7 +2,8 @@
 
 Layout of a results directory::
 
-    RESULTS/sweep.json                   the resolved sweep config (provenance)
+    RESULTS/sweep.json                   the resolved sweep config (provenance), its run ids
+                                         and its pairs' kinds (:func:`pair_kinds`)
     RESULTS/execution.json               how the latest call that ran runs ran them (below)
     RESULTS/executions.jsonl             one such entry per call that ran runs, oldest first
     RESULTS/runs/<run_id>/record.json    config, environment, status, learning curve
@@ -292,21 +293,31 @@ PAIR_KIND_OF_TASK_KIND = {'random_halves': 'random_halves', 'partition': 'dissim
 def pair_kinds(results_dir: str | os.PathLike) -> dict[str, str]:
   """Pair label (``'A|B'``, the ``pair`` column) -> pair_kind, from the directory's sweep.json.
 
-  A label that cannot be resolved (no sweep.json, or its data set is not available here) is
-  absent from the map; :func:`load_curves` gives it kind ``none``, which is never pooled.
+  A sweep records its pairs' kinds there when it runs (:func:`pair_kinds_of_config`); for a
+  directory written before it did, the kinds are rebuilt from the recorded config. A label that
+  is not in the map (no sweep.json, a data set not available here for the rebuild, or a shared
+  source network's task name) gets kind ``none`` in :func:`load_curves`: never pooled.
   """
-  from harness import tasks  # Lazy: tasks imports the data layer.
   sweep_file = pathlib.Path(results_dir) / 'sweep.json'
   if not sweep_file.is_file():
     return {}
-  config = read_json(sweep_file).get('config', {})
+  recorded = read_json(sweep_file)
+  if 'pair_kinds' in recorded:
+    return dict(recorded['pair_kinds'])
+  return pair_kinds_of_config(recorded.get('config', {}))
+
+
+def pair_kinds_of_config(config: dict) -> dict[str, str]:
+  """Pair label -> pair_kind of each pair of a sweep config (a plain dict) whose tasks can be
+  built here (the others are left out)."""
+  from harness import tasks  # Lazy: tasks imports the data layer.
   kinds = {}
   for pair in config.get('pairs', []):
     try:
       a, b = tasks.make_task_pair(pair, config.get('data_dir') or None)
     except UserError:
       continue
-    kinds[f'{a.name}|{b.name}'] = PAIR_KIND_OF_TASK_KIND.get(pair.get('kind'), 'none')
+    kinds[tasks.pair_label(a, b)] = PAIR_KIND_OF_TASK_KIND.get(pair.get('kind'), 'none')
   return kinds
 
 

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from harness import compilation, engine, runs, sweeps
 from harness.engine import semantics
 from harness.errors import UserError
-from harness.results import ResultsStore, append_json_line, atomic_write_json, read_json
+from harness.results import (ResultsStore, append_json_line, atomic_write_json,
+                             pair_kinds_of_config, read_json)
 from harness.specs import RunSpec
 
 
@@ -168,15 +169,17 @@ def record_execution(store: ResultsStore, execution: dict, runs_ran: int) -> dic
 
 def prepare(config: ml_collections.ConfigDict, results_dir: str | pathlib.Path
             ) -> tuple[list[RunSpec], ResultsStore]:
-  """Expands a sweep and writes its ``sweep.json`` (provenance; ``status`` reads its run ids).
+  """Expands a sweep and writes its ``sweep.json`` (provenance; ``status`` reads its run ids,
+  ``load_curves`` its pairs' kinds, so that reading curves builds no tasks).
 
   Returns:
     The sweep's runs (sources first) and its results store.
   """
   specs = sweeps.expand(config)
   store = ResultsStore(results_dir)
-  atomic_write_json(store.root / 'sweep.json', {'config': config.to_dict(),
-                                                'run_ids': [s.run_id for s in specs]})
+  atomic_write_json(store.root / 'sweep.json', {
+      'config': config.to_dict(), 'run_ids': [s.run_id for s in specs],
+      'pair_kinds': pair_kinds_of_config(config.to_dict())})
   return specs, store
 
 

@@ -32,7 +32,7 @@ class RunSpec:
   source: tasks.TaskSpec | None = None     # task of the source network (copying conditions)
   source_run: str | None = None            # run id of the source network, in the same store
   source_checkpoint: str | None = None     # or a saved checkpoint (Pre-trained-Model approach)
-  pair: str = ''                           # label of the task pair this run belongs to
+  pair: str = ''  # label of the run's task pair; a shared source network's: its task's name
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)

@@ -12,9 +12,10 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   one n such as reinit_head),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), data_dir, checkpoint_every (progress checkpoints
-  of long runs; execution only, not part of the runs' specs), executor ('local' or 'slurm') and
-  slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+  transfer run instead of pretraining one), shared_sources (True: one source network per source
+  task and seed, shared by every pair with that source), data_dir, checkpoint_every (progress
+  checkpoints of long runs; execution only, not part of the runs' specs), executor ('local' or
+  'slurm') and slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
 
 :data:`FIELDS` gives every field's meaning and the values it accepts (``transferbench config
 SWEEP`` prints them with the resolved values); :func:`validate` checks them before a sweep runs.
@@ -175,6 +176,9 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
   common = dict(model=config.model, model_kwargs=_freeze(model_kwargs),
                 train=_freeze(_to_plain(config.train)))
   other_task = any(conditions.get(c).source == conditions.OTHER_TASK for c in config.conditions)
+  if config.shared_sources and 'BA' in config.directions:
+    raise UserError("shared_sources=True trains each source task's network once for every pair, "
+                    "so a source must not also be a pair's scored target: use directions=('AB',)")
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
@@ -184,7 +188,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       raise UserError("a pair of kind 'target' has no source task: set --config.source_checkpoint"
                       '=DIR (e.g. a network imported with `transferbench import-weights`)')
     task_a, task_b = tasks.make_task_pair(pair, config.data_dir or None)
-    label = f'{task_a.name}|{task_b.name}'
+    label = tasks.pair_label(task_a, task_b)
     for task in (task_a, task_b):
       if head_classes is not None and head_classes != len(task.classes):
         raise UserError(
@@ -196,15 +200,16 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
       _check_head_copies(config.conditions, checkpoint_task or source_task, target_task)
       for seed in range(config.first_seed, config.first_seed + config.seeds):
-        base = lambda task: runs.RunSpec(condition=conditions.BASE, n_layers=0, fine_tuned=False,
-                                         seed=seed, target=task, pair=label, **common)
-        base_target = base(target_task)
+        base = lambda task, group: runs.RunSpec(condition=conditions.BASE, n_layers=0,
+                                                fine_tuned=False, seed=seed, target=task,
+                                                pair=group, **common)
+        base_target = base(target_task, label)
         scratch_runs[base_target.run_id] = base_target
         sources = {conditions.SAME_TASK: (target_task, base_target)}
         if checkpoint_task:
           sources[conditions.OTHER_TASK] = (checkpoint_task, None)
         elif other_task:
-          base_source = base(source_task)
+          base_source = base(source_task, _source_group(config, label, source_task))
           scratch_runs[base_source.run_id] = base_source
           sources[conditions.OTHER_TASK] = (source_task, base_source)
         for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
@@ -223,6 +228,14 @@ def _check_head_copies(names: Sequence[str], source_task: tasks.TaskSpec,
         f'{len(source_task.classes)} classes and the target {target_task.name} '
         f'{len(target_task.classes)}: give the pair a target with the source\'s classes (e.g. a '
         'shifted copy of the source data, docs/shifts.md), or drop the condition')
+
+
+def _source_group(config, label: str, source_task: tasks.TaskSpec) -> str:
+  """The ``pair`` of a pair's source network: the pair's label (each pair trains its own source,
+  so pairs are independent replicates), or with ``shared_sources`` the source task's name (one
+  network per source task and seed serves every pair, and its initial weights depend on its task
+  alone: ``harness.engine.semantics.init_key`` folds in a run's ``pair``)."""
+  return source_task.name if config.shared_sources else label
 
 
 def _condition_runs(config, ns, seed, target_task, sources, label, common):
@@ -270,6 +283,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.n_layers = ()
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
   c.source_checkpoint = ''
+  c.shared_sources = False  # True: one source network per (source task, seed) for every pair
   c.data_dir = ''
   # Execution settings (not part of any run's spec: they never change a result).
   c.checkpoint_every = 1000  # progress checkpoint of a run every so many steps (0: never)
@@ -320,6 +334,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     '>0': (lambda v: _is_number(v) and v > 0, 'a number > 0', 0.01),
     '>=0': (lambda v: _is_number(v) and v >= 0, 'a number >= 0', 0),
     '[0,1)': (lambda v: _is_number(v) and 0 <= v < 1, 'a number in [0, 1)', 0.9),
+    'bool': (lambda v: isinstance(v, bool), 'True or False', False),
 }
 
 # Field (dotted) -> (meaning, rule name or None). A field without a row fails
@@ -349,6 +364,10 @@ FIELDS: dict[str, tuple[str, str | None]] = {
                          '4, ... below it, and at the last step)', 'int>=1'),
     'source_checkpoint': ("'' or a run's checkpoint/ directory: the source network of every "
                           'transfer run, instead of pretraining one', None),
+    'shared_sources': ("False: each pair trains its own source network (pairs are independent "
+                       "replicates); True: one per source task and seed, shared by every pair "
+                       "with that source, its initial weights keyed by the task (directions "
+                       "('AB',) only)", 'bool'),
     'data_dir': ("TFDS data directory ('': $TRANSFERBENCH_DATA_DIR or ~/tensorflow_datasets)",
                  None),
     'checkpoint_every': ('progress checkpoint of a run every so many steps (0: never); '

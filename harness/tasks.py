@@ -122,6 +122,11 @@ PAIR_KINDS: dict[str, Callable[[Mapping, str | None], tuple[TaskSpec, TaskSpec]]
     'target': _target}
 
 
+def pair_label(task_a: TaskSpec, task_b: TaskSpec) -> str:
+  """The label of a task pair (``'A|B'``): the ``pair`` of its runs and of the curves."""
+  return f'{task_a.name}|{task_b.name}'
+
+
 def make_task_pair(pair: Mapping, data_dir: str | None = None) -> tuple[TaskSpec, TaskSpec]:
   """Source task A and target task B of a pair config (see the module docstring).
 

@@ -11,8 +11,11 @@ does part of pre-training's benefit survive when the image layout is destroyed?
   pre-training can matter: with all 800 per class, scratch matched fine-tuning even unshuffled).
 * Conditions: base nets (scratch on each target, and the MNIST source), and ``reinit_head``
   (every layer below the head copied from the MNIST net, head re-initialised, all trained).
+  ``shared_sources``: one MNIST network per seed serves every block size, as one pre-trained
+  model is fine-tuned to many targets in the paper (so the block sizes of a seed are compared
+  from the same source).
 * Budget: 600 SGD steps of 64 examples, lr 0.05, momentum 0.9, weight decay 5e-4; 3 seeds:
-  5 pairs x 3 seeds x 3 runs = 45 runs.
+  3 MNIST sources + 5 pairs x 3 seeds x 2 runs = 33 runs.
 
 Command:
   transferbench reproduce what_transfers
@@ -31,6 +34,7 @@ def get_config(arg=None):
   c.pairs = [dict(kind='datasets', source='mnist', target=f'animal_mnist@block{b}',
                   target_examples_per_class=20) for b in (28, 7, 4, 2, 1)]
   c.directions = ('AB',)
+  c.shared_sources = True
   c.seeds = 3
   c.conditions = ('reinit_head',)
   c.fine_tune = (False,)

@@ -35,3 +35,31 @@ def test_load_records_and_sweep_config(tmp_path):
   assert [r['run_id'] for r in results.load_records(tmp_path)] == ['a', 'b']
   results.atomic_write_json(tmp_path / 'sweep.json', {'config': {'data_dir': '/d'}, 'run_ids': []})
   assert results.load_sweep_config(tmp_path) == {'data_dir': '/d'}
+
+
+def test_pair_kinds_are_recorded_by_the_sweep_and_read_without_building_tasks(data_dir, tmp_path,
+                                                                               monkeypatch):
+  """A sweep writes its pairs' kinds into sweep.json; load_curves's map then comes from there
+  (no task is built), and a directory written before (no recorded kinds) is still read by
+  rebuilding the tasks from its config."""
+  import json
+  from harness import runner, tasks
+  from tests.test_sweeps import tiny_config
+  config = tiny_config(data_dir)
+  config.pairs = [dict(kind='random_halves', dataset='digits', split_seed=0),
+                  dict(kind='partition', dataset='digits', classes_a=[0, 1], classes_b=[2, 3])]
+  runner.prepare(config, tmp_path)
+  expected = {'digits_A0|digits_B0': 'random_halves', 'digits_A|digits_B': 'dissimilar'}
+  sweep_file = tmp_path / 'sweep.json'
+  assert json.loads(sweep_file.read_text())['pair_kinds'] == expected
+
+  def no_tasks(*args, **kwargs):
+    raise AssertionError('load_curves built a task')
+
+  with monkeypatch.context() as patched:
+    patched.setattr(tasks, 'make_task_pair', no_tasks)
+    assert results.pair_kinds(tmp_path) == expected
+  older = json.loads(sweep_file.read_text())
+  del older['pair_kinds']
+  sweep_file.write_text(json.dumps(older))
+  assert results.pair_kinds(tmp_path) == expected

@@ -38,3 +38,23 @@ def test_owner_of_a_sweep_names_the_command_to_run():
   with pytest.raises(studies.UserError, match=r'run `transferbench reproduce a --results R`'):
     studies.check_results_belong('R', 'a_sweep', 'b_sweep', 'b', 'a')
   studies.check_results_belong('R', None, 'b_sweep', 'b', None)  # no sweep.json yet: accepted
+
+
+def test_the_ownership_check_loads_each_sweep_file_once(tmp_path, monkeypatch):
+  """Refusing a directory asks every study for its sweeps' names: each sweep file is loaded once
+  per process, not once per check."""
+  from harness import sweeps
+  from transferbench import reproduce_command
+  loads = []
+  real = sweeps.load_sweep
+  monkeypatch.setattr(sweeps, 'load_sweep',
+                      lambda sweep, arg=None: loads.append((sweep, arg)) or real(sweep, arg))
+  reproduce_command._config_name.cache_clear()
+  (tmp_path / 'sweep.json').write_text(json.dumps({'config': {'name': 'quickstart'}}))
+  for _ in range(2):
+    with pytest.raises(studies.UserError, match="holds the sweep 'quickstart'"):
+      reproduce_command._check_owner(tmp_path, 'criticality_small', 'criticality')
+  owned = {(s, arg) for study in studies.STUDIES.values() for s in (study.sweep, *study.also)
+           for arg in (None, 'tiny')}
+  assert len(loads) == len(owned) and set(loads) == owned  # each once, over two checks
+  reproduce_command._config_name.cache_clear()

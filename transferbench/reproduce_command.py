@@ -20,6 +20,7 @@ directory written by another study's sweep (its ``sweep.json``) is refused.
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 
 from analysis import convergence as convergence_lib
@@ -102,9 +103,16 @@ def _sweep_config(args: argparse.Namespace, study: studies.Study):
 
 def _sweep_names(study: studies.Study) -> set[str]:
   """The config names a study's sweeps write (with their default and their tiny argument)."""
-  from harness import sweeps
-  return {sweeps.load_sweep(sweep, arg).name
+  return {_config_name(sweep, arg)
           for sweep in (study.sweep, *study.also) for arg in (None, 'tiny')}
+
+
+@functools.lru_cache(maxsize=None)
+def _config_name(sweep: str, arg: str | None) -> str:
+  """The ``name`` of a sweep's config, loaded once per process (the ownership check asks for
+  every study's sweeps)."""
+  from harness import sweeps
+  return sweeps.load_sweep(sweep, arg).name
 
 
 def _check_owner(results: pathlib.Path, expected: str, study: str) -> None:

@@ -50,11 +50,13 @@ def init_key(seed, pair, base) -> jax.Array:
 
   The pair is folded in so that the splits of a study are independent replicates: the same seed
   on two task pairs starts from different weights (one rule for every pair, a sweep with one
-  pair included). Every other network of seed ``s`` and pair ``p`` starts from one draw,
-  ``fold_in(fold_in(key(s), p), 1)``, before its layers are copied, so the conditions of one
-  (seed, pair) differ only in their copied layers and in what trains, while their re-initialised
-  upper layers do not restart at the values the copied layers co-adapted with during the base
-  net's training (as Yosinski et al. re-initialise them).
+  pair included). A source network shared by several pairs (a sweep's ``shared_sources``) has
+  its task's name as its ``pair``, so its key depends on the source task and the seed only, and
+  it is one run whatever target it serves. Every other network of seed ``s`` and pair ``p``
+  starts from one draw, ``fold_in(fold_in(key(s), p), 1)``, before its layers are copied, so
+  the conditions of one (seed, pair) differ only in their copied layers and in what trains,
+  while their re-initialised upper layers do not restart at the values the copied layers
+  co-adapted with during the base net's training (as Yosinski et al. re-initialise them).
 
   Args:
     seed: the run's seed (int, or a traced int32).
