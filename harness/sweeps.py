@@ -160,6 +160,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       a missing checkpoint...
   """
   validate(config)
+  _check_sources(config)
   model_kwargs = _to_plain(config.model_kwargs)
   head_classes = model_kwargs.pop('num_classes', None)  # The head is sized from the task.
   num_layers = _num_layers(config.model, model_kwargs)
@@ -178,7 +179,6 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
                 train=_freeze(_to_plain(config.train)))
   source_common = dict(common, train=_freeze(source_train(config)))
   other_task = any(conditions.get(c).source == conditions.OTHER_TASK for c in config.conditions)
-  _check_sources(config)
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
