@@ -199,8 +199,9 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
   updates = jax.tree.map(lambda u, m: jnp.where(m > 0, u * m, jnp.zeros_like(u)), updates, mask)
   # A frozen layer's optimizer state (momentum) stays as it was, so a layer that a later phase
   # unfreezes (LP-FT) starts without the gradients of the steps it was frozen for.
+  # (Its step counts advance: a learning-rate schedule counts every step.)
   keep = lambda new, old: jax.tree.map(lambda n, o, m: jnp.where(m > 0, n, o), new, old, mask)
-  opt_state = _layers_of_state(opt_state, params, keep, old_opt_state)
+  opt_state = _layers_of_state(opt_state, params, keep, old_opt_state, others_from_rest=False)
   params = {**state.params, **optax.apply_updates(params, updates)}
   opt_state = _layers_of_state(state.opt_state, state.params, lambda old, new: {**old, **new},
                                opt_state)
@@ -212,17 +213,19 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model: nn.Modul
                        opt_state=opt_state), {'loss': loss}
 
 
-def _layers_of_state(opt_state, params, fn: Callable, *rest):
+def _layers_of_state(opt_state, params, fn: Callable, *rest, others_from_rest: bool = True):
   """``fn`` applied to every parameter-shaped part of an optimizer state (a dict keyed by the
-  layer names of ``params``, e.g. momentum's trace), other leaves (step counts) left as they
-  are, or taken from ``rest`` (same structure below those dicts or not: it may hold fewer layers).
+  layer names of ``params``, e.g. momentum's trace), other leaves (step counts) taken from the
+  first of ``rest`` if ``others_from_rest`` and there is one, else left as they are (``rest``:
+  same structure below those dicts or not: it may hold fewer layers).
 
   With :func:`train_step`'s ``live`` it restricts the state to the layers a step updates; with a
   merge it puts the updated layers back beside the skipped ones.
   """
   names = set(params)
   is_layers = lambda node: isinstance(node, dict) and set(node) == names
-  return jax.tree.map(lambda node, *new: fn(node, *new) if is_layers(node) else (new or [node])[0],
+  other = lambda node, *new: new[0] if new and others_from_rest else node
+  return jax.tree.map(lambda node, *new: fn(node, *new) if is_layers(node) else other(node, *new),
                       opt_state, *rest, is_leaf=is_layers)
 
 

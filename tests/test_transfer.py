@@ -309,3 +309,24 @@ def test_a_layer_unfrozen_by_a_phase_starts_with_untouched_momentum():
   np.testing.assert_allclose(states[3].params['layer1']['kernel'],
                              before.params['layer1']['kernel'] - 0.5 * grads['layer1']['kernel'],
                              rtol=1e-5, atol=1e-7)
+
+
+def test_the_learning_rate_schedule_counts_every_step():
+  """Step decay applies: the schedule's count advances with every step (also while some layers are
+  frozen), and after ``lr_decay_every`` steps an update is ``lr_decay_factor`` x lr x gradient."""
+  from harness.engine import semantics
+  model, names, x, y = _mlp_batch()
+  init = models.init_variables(model, jax.random.key(0), (8, 8, 1))
+  tx = training.make_optimizer(0.5, 0.0, 0.0, lr_decay_every=2, lr_decay_factor=0.1)
+  for train in ([1, 1, 1], [0, 0, 1]):
+    plan = transfer.Plan(copy=np.zeros(3, np.float32), train=np.asarray(train, np.float32))
+    state = training.create_state(init, plan, names, tx, semantics.dropout_key(0), 4)
+    for _ in range(2):
+      state, _ = training.train_step(state, x, y, model=model, tx=tx)
+    assert int(state.opt_state[1][1].count) == 2  # add_decayed_weights, then sgd's (trace, schedule)
+    grads = jax.grad(lambda p: training.cross_entropy(model.apply(
+        {'params': p, 'batch_stats': state.batch_stats}, x), y))(state.params)
+    after, _ = training.train_step(state, x, y, model=model, tx=tx)
+    np.testing.assert_allclose(after.params['head']['kernel'],
+                               state.params['head']['kernel'] - 0.05 * grads['head']['kernel'],
+                               rtol=1e-5, atol=1e-7)
