@@ -29,8 +29,9 @@ FRACTION, TOLERANCE = 0.8, 0.002
 COLUMNS = ['pair', 'pair_kind', 'target', 'seed', 'run_id', 'role', 'step_at_fraction',
            'final_step', 'accuracy_at_fraction', 'accuracy_final', 'gain', 'converged']
 # role: 'source' for a base net that some run of the curves copies from (its task and seed are
-# that run's source and seed), else 'scratch' (a base net scored only as a target's baseline).
-SOURCE, SCRATCH = 'source', 'scratch'
+# that run's source and seed), else 'baseline' (a base net scored only as its target's scratch
+# reference).
+SOURCE, BASELINE = 'source', 'baseline'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +83,7 @@ def base_convergence(curves: pd.DataFrame, rule: Rule = Rule()) -> pd.DataFrame:
   sources, rows = _sources(curves), []
   for run_id, curve in scratch.groupby('run_id', sort=True):
     first = curve.iloc[0]
-    role = SOURCE if (first['target'], int(first['seed'])) in sources else SCRATCH
+    role = SOURCE if (first['target'], int(first['seed'])) in sources else BASELINE
     rows.append(dict(pair=first['pair'], pair_kind=first['pair_kind'], target=first['target'],
                      seed=int(first['seed']), run_id=run_id, role=role, **_one(curve, rule)))
   table = pd.DataFrame(rows, columns=COLUMNS)

@@ -85,7 +85,7 @@ def test_tiny_study_end_to_end(data_dir, tmp_path, capsys):
   assert [c['claim'] for c in claims] == list(lp_ft.CLAIMS)
   # The source networks are pre-trained with source_train (60 steps), scratch with train (30).
   bases = {(b['role'], b['final_step']) for b in saved['convergence']['base_nets']}
-  assert bases == {('source', 60), ('scratch', 30)}
+  assert bases == {('source', 60), ('baseline', 30)}
   unconverged = any(b['converged'] is False for b in saved['convergence']['base_nets']
                     if b['role'] == 'source')
   assert all((c['verdict_reason'] or '').startswith('source not converged') == unconverged

@@ -130,8 +130,8 @@ def test_a_base_net_that_a_run_copies_from_is_a_source_and_gates_its_claims():
           + run_rows('ft', 'full_finetune', 4, False, 'mnist', 'm@noise', 0, steps,
                      [0.5, 0.8, 0.8, 0.8], pair='mnist->m@noise', pair_kind='dissimilar'))
   table = convergence.base_convergence(pd.DataFrame(rows)).set_index('run_id')
-  # mnist seed 1 has no run copying from it: a scratch net, as is the target's baseline.
-  assert table['role'].to_dict() == {'src': 'source', 'other': 'scratch', 'tgt': 'scratch'}
+  # mnist seed 1 has no run copying from it: a baseline, as is the target's scratch net.
+  assert table['role'].to_dict() == {'src': 'source', 'other': 'baseline', 'tgt': 'baseline'}
   # Only the source's gain counts: the target's baseline still rising does not gate.
   note = convergence.summary(table.reset_index(), role=convergence.SOURCE)
   assert note.startswith('source not converged: 1 of 1 source networks')
