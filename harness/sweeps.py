@@ -12,11 +12,12 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   one n such as reinit_head),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
   eval_every), source_train (the same keys, None: as in ``train``; the budget of the source
-  networks' own training, i.e. the pre-training), source_checkpoint ('' or a saved checkpoint used
-  as the source network of every transfer run instead of pretraining one), shared_sources (True: one source network per source
-  task and seed, shared by every pair with that source), data_dir, checkpoint_every (progress
-  checkpoints of long runs; execution only, not part of the runs' specs), executor ('local' or
-  'slurm') and slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+  networks' own training, i.e. the pre-training), source_checkpoint ('' or a saved checkpoint
+  used as the source network of every transfer run instead of pretraining one), shared_sources
+  (True: one source network per source task and seed, shared by every pair with that source),
+  data_dir, checkpoint_every (progress checkpoints of long runs; execution only, not part of the
+  runs' specs), executor ('local' or 'slurm') and slurm (submission parameters, see
+  :func:`slurm_defaults` and ``harness/executors.py``).
 
 :data:`FIELDS` gives every field's meaning and the values it accepts (``transferbench config
 SWEEP`` prints them with the resolved values); :func:`validate` checks them before a sweep runs.
