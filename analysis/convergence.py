@@ -26,8 +26,12 @@ import pandas as pd
 from harness import conditions as conditions_lib
 
 FRACTION, TOLERANCE = 0.8, 0.002
-COLUMNS = ['pair', 'pair_kind', 'target', 'seed', 'run_id', 'step_at_fraction', 'final_step',
-           'accuracy_at_fraction', 'accuracy_final', 'gain', 'converged']
+COLUMNS = ['pair', 'pair_kind', 'target', 'seed', 'run_id', 'role', 'step_at_fraction',
+           'final_step', 'accuracy_at_fraction', 'accuracy_final', 'gain', 'converged']
+# role: 'source' for a base net that some run of the curves copies from (its task and seed are
+# that run's source and seed), else 'baseline' (a base net scored only as its target's scratch
+# reference).
+SOURCE, BASELINE = 'source', 'baseline'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +61,16 @@ def _one(curve: pd.DataFrame, rule: Rule) -> dict:
               gain=gain, converged=bool(gain < rule.tolerance))
 
 
+def _sources(curves: pd.DataFrame) -> set[tuple[str, int]]:
+  """(task, seed) of the source networks of the curves' runs that copy from another network."""
+  copying = curves[(curves['condition'] != conditions_lib.BASE)
+                   & ~curves['source'].isin(('none', 'random')) & curves['source'].notna()]
+  return set(zip(copying['source'], copying['seed'].astype(int)))
+
+
 def base_convergence(curves: pd.DataFrame, rule: Rule = Rule()) -> pd.DataFrame:
-  """One row per base (scratch) net: its gain over the last part of training and the verdict.
+  """One row per base (scratch) net: its role, its gain over the last part of training and the
+  verdict.
 
   Args:
     curves: long-format curves of complete runs with ``pair`` and ``pair_kind``.
@@ -68,28 +80,44 @@ def base_convergence(curves: pd.DataFrame, rule: Rule = Rule()) -> pd.DataFrame:
     Columns :data:`COLUMNS`; ``converged`` is None for a net with one evaluation.
   """
   scratch = curves[curves['condition'] == conditions_lib.BASE].sort_values(['run_id', 'step'])
-  rows = []
+  sources, rows = _sources(curves), []
   for run_id, curve in scratch.groupby('run_id', sort=True):
     first = curve.iloc[0]
+    role = SOURCE if (first['target'], int(first['seed'])) in sources else BASELINE
     rows.append(dict(pair=first['pair'], pair_kind=first['pair_kind'], target=first['target'],
-                     seed=int(first['seed']), run_id=run_id, **_one(curve, rule)))
+                     seed=int(first['seed']), run_id=run_id, role=role, **_one(curve, rule)))
   table = pd.DataFrame(rows, columns=COLUMNS)
   return table.sort_values(['pair_kind', 'pair', 'target', 'seed']).reset_index(drop=True)
 
 
-def unconverged(table: pd.DataFrame, kinds: tuple[str, ...]) -> pd.DataFrame:
-  """The base nets of these pair kinds that were checked and did not converge."""
-  rows = table[table['pair_kind'].isin(kinds)]
+def _select(table: pd.DataFrame, kinds: tuple[str, ...] | None, role: str | None) -> pd.DataFrame:
+  keep = np.ones(len(table), bool)
+  if kinds is not None:
+    keep &= table['pair_kind'].isin(kinds).to_numpy()
+  if role is not None:
+    keep &= (table['role'] == role).to_numpy()
+  return table[keep]
+
+
+def unconverged(table: pd.DataFrame, kinds: tuple[str, ...] | None = None,
+                role: str | None = None) -> pd.DataFrame:
+  """The base nets of these pair kinds (None: all) and role (None: both) that were checked and
+  did not converge."""
+  rows = _select(table, kinds, role)
   return rows[rows['converged'].map(lambda c: c is False)]
 
 
-def summary(table: pd.DataFrame, kinds: tuple[str, ...]) -> str:
-  """'k of m base nets not converged (largest gain g)' for these pair kinds, '' if none."""
-  bad = unconverged(table, kinds)
+def summary(table: pd.DataFrame, kinds: tuple[str, ...] | None = None,
+            role: str | None = None) -> str:
+  """'base not converged: k of m base nets ... (largest gain g)' for these pair kinds and role
+  ('source not converged: k of m source networks ...' for role 'source'), '' if none."""
+  bad = unconverged(table, kinds, role)
   if bad.empty:
     return ''
-  checked = table[table['pair_kind'].isin(kinds) & table['converged'].notna()]
-  return (f'base not converged: {len(bad)} of {len(checked)} base nets still gained '
+  checked = _select(table, kinds, role)
+  checked = checked[checked['converged'].notna()]
+  what, nets = ('source', 'source networks') if role == SOURCE else ('base', 'base nets')
+  return (f'{what} not converged: {len(bad)} of {len(checked)} {nets} still gained '
           f'>= tolerance over their last training (largest gain {bad["gain"].max():+.4f})')
 
 
@@ -98,11 +126,11 @@ def text(table: pd.DataFrame, rule: Rule) -> str:
   if table.empty:
     return 'Convergence of the base nets: no base nets.'
   lines = [f'Convergence of the base nets ({rule.describe()}):',
-           f'  {"pair":<24} {"target":<16} {"seed":>4} {"acc@frac":>9} {"acc end":>8} '
-           f'{"gain":>8}  converged']
+           f'  {"pair":<24} {"target":<16} {"role":<7} {"seed":>4} {"acc@frac":>9} '
+           f'{"acc end":>8} {"gain":>8}  converged']
   for row in table.itertuples():
     verdict = {True: 'yes', False: 'NO', None: 'not checked (one evaluation)'}[row.converged]
-    lines.append(f'  {row.pair:<24} {row.target:<16} {row.seed:>4} '
+    lines.append(f'  {row.pair:<24} {row.target:<16} {row.role:<7} {row.seed:>4} '
                  f'{row.accuracy_at_fraction:>9.4f} {row.accuracy_final:>8.4f} '
                  f'{row.gain:>+8.4f}  {verdict}')
   return '\n'.join(lines)

@@ -24,6 +24,10 @@ parts; accuracies as fractions):
    and ID, OOD, with the margin ``Settings.margin`` read as accuracy (0.01: one point), fixed in
    advance. The paper's "outperforms" is the stricter superiority; the estimates show both.
 4. ``ft_distorts_features``: distortion(FT) - distortion(LP-FT) > 0 on ID and on OOD inputs.
+
+Every claim is about transferring from a network pre-trained to convergence, as in the paper: if a
+source network still gained over its last 20% of training (:mod:`analysis.convergence`), each is
+**inconclusive: source not converged**, whatever its parts say.
 """
 
 from __future__ import annotations
@@ -130,17 +134,17 @@ def claim_ft_distorts(table: pd.DataFrame, settings: reproduce.Settings) -> list
 CLAIMS: dict[str, reproduce.Claim] = {
     'ft_better_id': reproduce.Claim(
         'fine-tuning leads to better accuracy in-distribution (ID) than linear probing',
-        claim_ft_better_id),
+        claim_ft_better_id, converged_sources=True),
     'ft_worse_ood': reproduce.Claim(
         'fine-tuning can achieve worse accuracy than linear probing out-of-distribution (OOD) when '
-        'the pretrained features are good and the distribution shift is large', claim_ft_worse_ood),
+        'the pretrained features are good and the distribution shift is large', claim_ft_worse_ood, converged_sources=True),
     'lp_ft_best_of_both': reproduce.Claim(
         'LP-FT combines the benefits of both fine-tuning and linear probing (the paper: it '
         'outperforms both, ID and OOD; tested: at least as accurate as each, within the margin)',
-        claim_lp_ft_best),
+        claim_lp_ft_best, converged_sources=True),
     'ft_distorts_features': reproduce.Claim(
         'while fine-tuning learns the head, the lower layers change simultaneously and distort the '
-        'pretrained features (more than under LP-FT)', claim_ft_distorts),
+        'pretrained features (more than under LP-FT)', claim_ft_distorts, converged_sources=True),
 }
 
 

@@ -445,6 +445,7 @@ class Claim:
   statement: str
   check: Callable[[pd.DataFrame, Settings], list[Part]]
   converged_kinds: tuple[str, ...] = ()  # pair kinds whose base nets must have converged
+  converged_sources: bool = False  # the source networks (pre-training) must have converged
 
 
 YOSINSKI2014_CLAIMS: dict[str, Claim] = {
@@ -468,14 +469,18 @@ def check_claims(rel: pd.DataFrame, claims: Mapping[str, Claim],
     claims: the study's claims.
     settings: statistical choices.
     convergence: :func:`analysis.convergence.base_convergence` of the runs (None: not checked);
-      a claim with ``converged_kinds`` whose base nets did not all converge is inconclusive.
+      a claim with ``converged_kinds`` whose base nets did not all converge, or with
+      ``converged_sources`` whose source networks did not, is inconclusive.
   """
   results = []
   for name, claim in claims.items():
     parts = decide(claim.check(rel, settings), settings.alpha)
     verdict, note = combine(parts), ''
-    if convergence is not None and claim.converged_kinds:
-      note = convergence_lib.summary(convergence, claim.converged_kinds)
+    if convergence is not None:
+      note = '; '.join(filter(None, (
+          claim.converged_kinds and convergence_lib.summary(convergence, claim.converged_kinds),
+          claim.converged_sources and convergence_lib.summary(convergence,
+                                                              role=convergence_lib.SOURCE))))
       verdict = INCONCLUSIVE if note else verdict
     results.append(ClaimResult(name, claim.statement, verdict, parts, note))
   return results

@@ -20,6 +20,10 @@ Claims (unit: the seed; one-sided t-tests; Holm over each claim's parts, one par
    largest per-k p; the opposite, some other layer beats k*, Holm over the other layers). k* is
    the first layer (input-level), the last (output-level: the head), and for feature-level the
    middle layers 2..L-1, of which the best is chosen leave-one-seed-out as in claim 1.
+
+Both claims are about fine-tuning a network pre-trained to convergence (as in the paper): if a
+source network still gained over its last 20% of training (:mod:`analysis.convergence`), they are
+**inconclusive: source not converged**, whatever their parts say.
 """
 
 from __future__ import annotations
@@ -180,10 +184,10 @@ def claim_follows(rel: pd.DataFrame, settings: reproduce.Settings) -> list[repro
 CLAIMS: dict[str, reproduce.Claim] = {
     'best_layer_matches_full_ft': reproduce.Claim(
         'for each shift, tuning the best single layer is at least as good as full fine-tuning',
-        claim_matches),
+        claim_matches, converged_sources=True),
     'best_layer_follows_the_shift': reproduce.Claim(
         'the best layer follows the shift: input-level -> first, feature-level -> middle, '
-        'output-level -> last', claim_follows),
+        'output-level -> last', claim_follows, converged_sources=True),
 }
 
 

@@ -11,11 +11,13 @@ runs that copy from them. Fields (see ``sweeps/quickstart.py`` for a documented 
   n_layers (empty: every n = 1..L-1; applies to the conditions whose n is free, not to those with
   one n such as reinit_head),
   train (steps, batch_size, lr, momentum, weight_decay, lr_decay_every, lr_decay_factor,
-  eval_every), source_checkpoint ('' or a saved checkpoint used as the source network of every
-  transfer run instead of pretraining one), shared_sources (True: one source network per source
-  task and seed, shared by every pair with that source), data_dir, checkpoint_every (progress
-  checkpoints of long runs; execution only, not part of the runs' specs), executor ('local' or
-  'slurm') and slurm (submission parameters, see :func:`slurm_defaults` and ``harness/executors.py``).
+  eval_every), source_train (the same keys, None: as in ``train``; the budget of the source
+  networks' own training, i.e. the pre-training), source_checkpoint ('' or a saved checkpoint
+  used as the source network of every transfer run instead of pretraining one), shared_sources
+  (True: one source network per source task and seed, shared by every pair with that source),
+  data_dir, checkpoint_every (progress checkpoints of long runs; execution only, not part of the
+  runs' specs), executor ('local' or 'slurm') and slurm (submission parameters, see
+  :func:`slurm_defaults` and ``harness/executors.py``).
 
 :data:`FIELDS` gives every field's meaning and the values it accepts (``transferbench config
 SWEEP`` prints them with the resolved values); :func:`validate` checks them before a sweep runs.
@@ -159,6 +161,7 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       a missing checkpoint...
   """
   validate(config)
+  _check_sources(config)
   model_kwargs = _to_plain(config.model_kwargs)
   head_classes = model_kwargs.pop('num_classes', None)  # The head is sized from the task.
   num_layers = _num_layers(config.model, model_kwargs)
@@ -175,10 +178,8 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
     checkpoint_task = tasks.TaskSpec.from_dict(meta['task'])
   common = dict(model=config.model, model_kwargs=_freeze(model_kwargs),
                 train=_freeze(_to_plain(config.train)))
+  source_common = dict(common, train=_freeze(source_train(config)))
   other_task = any(conditions.get(c).source == conditions.OTHER_TASK for c in config.conditions)
-  if config.shared_sources and 'BA' in config.directions:
-    raise UserError("shared_sources=True trains each source task's network once for every pair, "
-                    "so a source must not also be a pair's scored target: use directions=('AB',)")
   scratch_runs, transfer_runs = {}, {}
   for pair in _to_plain(config.pairs):
     if pair.get('target_examples_per_class') and 'BA' in config.directions:
@@ -200,21 +201,47 @@ def expand(config: ml_collections.ConfigDict) -> list[runs.RunSpec]:
       source_task, target_task = (task_a, task_b) if direction == 'AB' else (task_b, task_a)
       _check_head_copies(config.conditions, checkpoint_task or source_task, target_task)
       for seed in range(config.first_seed, config.first_seed + config.seeds):
-        base = lambda task, group: runs.RunSpec(condition=conditions.BASE, n_layers=0,
-                                                fine_tuned=False, seed=seed, target=task,
-                                                pair=group, **common)
+        base = lambda task, group, fields=common: runs.RunSpec(
+            condition=conditions.BASE, n_layers=0, fine_tuned=False, seed=seed, target=task,
+            pair=group, **fields)
         base_target = base(target_task, label)
         scratch_runs[base_target.run_id] = base_target
         sources = {conditions.SAME_TASK: (target_task, base_target)}
         if checkpoint_task:
           sources[conditions.OTHER_TASK] = (checkpoint_task, None)
         elif other_task:
-          base_source = base(source_task, _source_group(config, label, source_task))
+          base_source = base(source_task, _source_group(config, label, source_task), source_common)
           scratch_runs[base_source.run_id] = base_source
           sources[conditions.OTHER_TASK] = (source_task, base_source)
         for spec in _condition_runs(config, ns, seed, target_task, sources, label, common):
           transfer_runs[spec.run_id] = spec
   return list(scratch_runs.values()) + list(transfer_runs.values())
+
+
+def source_train(config) -> dict:
+  """The training settings of the sweep's source networks: ``train`` with the values that
+  ``source_train`` sets (its None values keep ``train``'s), so a short tuning budget can start
+  from a network pre-trained to convergence. Equal to ``train`` when ``source_train`` is empty,
+  and then a source network's spec (and run id) is the one it had before the field existed."""
+  overrides = _to_plain(config.get('source_train') or {})
+  return {**_to_plain(config.train), **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def _check_sources(config) -> None:
+  """Refuses sweeps whose source networks would be ambiguous: a source that is also a scored
+  target (directions 'BA') with ``shared_sources`` or ``source_train``, or ``source_train`` with a
+  ``source_checkpoint`` (the checkpoint is the source: nothing is pre-trained)."""
+  overridden = source_train(config) != _to_plain(config.train)
+  if config.shared_sources and 'BA' in config.directions:
+    raise UserError("shared_sources=True trains each source task's network once for every pair, "
+                    "so a source must not also be a pair's scored target: use directions=('AB',)")
+  if overridden and 'BA' in config.directions:
+    raise UserError("source_train gives the source networks their own budget, so a source must "
+                    "not also be a pair's scored target (trained with train): use "
+                    "directions=('AB',)")
+  if overridden and config.source_checkpoint:
+    raise UserError('source_train sets how source networks are pre-trained, but source_checkpoint '
+                    'gives them ready-made: drop one of the two')
 
 
 def _check_head_copies(names: Sequence[str], source_task: tasks.TaskSpec,
@@ -282,6 +309,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.fine_tune = (False, True)
   c.n_layers = ()
   c.train = ml_collections.ConfigDict(dict(runs.TRAIN_DEFAULTS))
+  # The source networks' own training (the pre-training); None: the value of train.
+  c.source_train = ml_collections.ConfigDict({key: None for key in runs.TRAIN_DEFAULTS})
   c.source_checkpoint = ''
   c.shared_sources = False  # True: one source network per (source task, seed) for every pair
   c.data_dir = ''
@@ -352,7 +381,7 @@ FIELDS: dict[str, tuple[str, str | None]] = {
     'conditions': ('conditions to run (harness/conditions.py); base nets are always trained', None),
     'fine_tune': ('False: copied layers frozen; True: fine-tuned (the + conditions)', None),
     'n_layers': ('n (layers copied or kept) to run; empty: every n = 1..L-1', None),
-    'train.steps': ('SGD steps of every run', 'int>=1'),
+    'train.steps': ('SGD steps of a run', 'int>=1'),
     'train.batch_size': ('examples per step', 'int>=1'),
     'train.lr': ('learning rate', '>0'),
     'train.momentum': ('SGD momentum (0: plain SGD)', '[0,1)'),
@@ -392,6 +421,11 @@ FIELDS: dict[str, tuple[str, str | None]] = {
     'slurm.job_name': ('name of the SLURM jobs', None),
     'slurm.dependency': ('how a phase waits for the one before: afterany or afterok', None),
 }
+# source_train.KEY: train.KEY for the source networks only (the pre-training of the conditions that
+# copy from another task's network); None keeps train's value.
+FIELDS.update({
+    f'source_{name}': (f'the source networks\' pre-training only: {meaning} (None: {name})', rule)
+    for name, (meaning, rule) in list(FIELDS.items()) if name.startswith('train.')})
 
 
 def flat_fields(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
@@ -415,13 +449,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     UserError: the first bad value, with what the field requires and an override that passes.
   """
   defaults = flat_fields(base_config())
+  _check_source_train_keys(config)
   for name, value in flat_fields(config).items():
     rule = FIELDS.get(name, ('', None))[1]
-    if rule is None:
+    if rule is None or (value is None and name.startswith('source_train.')):
       continue
     test, requires, example = RULES[rule]
     if not test(value):
-      example = defaults[name] if test(defaults.get(name)) else example
+      default = defaults.get(name.replace('source_train.', 'train.'))
+      example = default if test(default) else example
       raise UserError(f'config.{name}={value!r} is not valid: {name} must be {requires}; '
                       f'e.g. --config.{name}={example}')
   for pair in _to_plain(config.get('pairs', [])):
@@ -430,3 +466,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise UserError(f'target_examples_per_class={k!r} in pair {pair} is not valid: it must be '
                       'an integer >= 1 (examples per class of the k-shot target); leave it out '
                       'for every example')
+
+
+def _check_source_train_keys(config: ml_collections.ConfigDict) -> None:
+  """Refuses a ``source_train`` key that is not a training setting (a typo would otherwise leave
+  the source networks on ``train``'s budget unnoticed)."""
+  given = config.get('source_train') or {}
+  unknown = sorted(set(given.keys()) - set(runs.TRAIN_DEFAULTS))
+  if unknown:
+    raise UserError(f'config.source_train.{unknown[0]} is not a training setting: source_train '
+                    f'takes {", ".join(runs.TRAIN_DEFAULTS)} (as train), e.g. '
+                    '--config.source_train.steps=3000')

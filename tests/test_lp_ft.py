@@ -49,6 +49,11 @@ def test_claims_on_known_tables():
   verdicts = _verdicts(_table(**other))
   assert verdicts['ft_worse_ood'] == verdicts['lp_ft_best_of_both'] == reproduce.NOT_REPRODUCED
   assert verdicts['ft_better_id'] == reproduce.REPRODUCED
+  # An unconverged source network makes every claim inconclusive, whatever its parts say.
+  source = pd.DataFrame([dict(pair='p', pair_kind='dissimilar', target='mnist@noise0.5', seed=0,
+                              run_id='s', role='source', gain=0.01, converged=False)])
+  gated = reproduce.check_claims(_table(**PAPER_LIKE), lp_ft.CLAIMS, convergence=source)
+  assert {r.heading() for r in gated} == {'inconclusive: source not converged'}
 
 
 def test_a_table_without_a_method_is_a_user_error():
@@ -62,7 +67,9 @@ def test_tiny_study_end_to_end(data_dir, tmp_path, capsys):
   argv = ['reproduce', 'lp_ft', '--arg', 'tiny', '--results', str(results), '--data-dir', data_dir,
           '--no-progress']
   assert main(argv) == 0
-  assert '4 runs: 4 trained' in capsys.readouterr().out  # the sweep: base nets of both tasks
+  printed = capsys.readouterr().out
+  assert '2 runs: 2 trained' in printed  # the sweep: scratch on the target; then the sources
+  assert 'Convergence of the base nets' in printed
   out = results / 'reproduce'
   table = pd.read_csv(out / 'networks.csv')
   assert sorted(zip(table['seed'], table['method'])) == sorted(
@@ -73,8 +80,16 @@ def test_tiny_study_end_to_end(data_dir, tmp_path, capsys):
   # LP trains the head alone: its penultimate features are the pretrained ones, exactly.
   assert (by_method.loc['LP', ['distortion_id', 'distortion_ood']] == 0).all().all()
   assert (by_method.loc['FT', ['distortion_id', 'distortion_ood']] > 0).all().all()
-  claims = json.loads((out / 'claims.json').read_text())['claims']
+  saved = json.loads((out / 'claims.json').read_text())
+  claims = saved['claims']
   assert [c['claim'] for c in claims] == list(lp_ft.CLAIMS)
+  # The source networks are pre-trained with source_train (60 steps), scratch with train (30).
+  bases = {(b['role'], b['final_step']) for b in saved['convergence']['base_nets']}
+  assert bases == {('source', 60), ('baseline', 30)}
+  unconverged = any(b['converged'] is False for b in saved['convergence']['base_nets']
+                    if b['role'] == 'source')
+  assert all((c['verdict_reason'] or '').startswith('source not converged') == unconverged
+             for c in claims)
   assert {p.name for p in out.glob('id_vs_ood_accuracy.*')} == {
       'id_vs_ood_accuracy.png', 'id_vs_ood_accuracy.pdf', 'id_vs_ood_accuracy.caption.txt'}
   # The transfers are trained once, with their weights: a second call reuses them.

@@ -210,7 +210,7 @@ def test_every_field_of_the_quickstart_config_has_a_meaning(capsys):
   assert 'no meaning recorded' not in out
   for name in fields:
     assert f'\n{name} = ' in out
-  assert 'train.steps = 1000\n    SGD steps of every run [an integer >= 1]' in out
+  assert 'train.steps = 1000\n    SGD steps of a run [an integer >= 1]' in out
 
 
 def test_a_field_without_a_meaning_is_shown_as_such(tmp_path, capsys):

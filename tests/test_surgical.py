@@ -44,6 +44,11 @@ def test_claims_on_known_tables():
   wrong = dict(PAPER_LIKE, **{'mnist@noise0.5_k20': ([1.00, 1.02, 1.05, 1.10], 1.30)})
   assert _verdicts(_rel(wrong)) == {'best_layer_matches_full_ft': 'not reproduced',
                                     'best_layer_follows_the_shift': 'not reproduced'}
+  # An unconverged source network makes both claims inconclusive, whatever their parts say.
+  source = pd.DataFrame([dict(pair='mnist', pair_kind='dissimilar', target='mnist', seed=0,
+                              run_id='s', role='source', gain=0.01, converged=False)])
+  gated = reproduce.check_claims(_rel(PAPER_LIKE), surgical.CLAIMS, convergence=source)
+  assert [r.heading() for r in gated] == ['inconclusive: source not converged'] * 2
   flat = {t: ([1.0] * 4, 1.0) for t in PAPER_LIKE}  # no differences: nothing is established
   results = reproduce.check_claims(_rel(flat, sd=0.01), surgical.CLAIMS)
   assert results[1].verdict == 'inconclusive'
@@ -81,10 +86,19 @@ def test_tiny_study_end_to_end(data_dir, tmp_path, capsys):
   results = tmp_path / 'res'
   assert main(['reproduce', 'surgical_finetuning', '--arg', 'tiny', '--results', str(results),
                '--data-dir', data_dir, '--no-progress']) == 0
-  # 2 shifts x 2 seeds x (source, scratch on the target, surgical k = 1..3, full fine-tuning).
-  assert '24 runs: 24 trained' in capsys.readouterr().out
-  claims = json.loads((results / 'reproduce' / 'claims.json').read_text())['claims']
+  # 2 seeds x (one source shared by both shifts + 2 shifts x (scratch on the target, surgical
+  # k = 1..3, full fine-tuning)).
+  printed = capsys.readouterr().out
+  assert '22 runs: 22 trained' in printed and 'Convergence of the base nets' in printed
+  saved = json.loads((results / 'reproduce' / 'claims.json').read_text())
+  claims = saved['claims']
   assert [c['claim'] for c in claims] == list(surgical.CLAIMS)
+  # The sources are pre-trained with source_train (40 steps), the rest with train (20).
+  sources = [b for b in saved['convergence']['base_nets'] if b['role'] == 'source']
+  assert [(b['target'], b['final_step']) for b in sources] == [('digits', 40)] * 2
+  unconverged = any(b['converged'] is False for b in sources)
+  assert all((c['verdict_reason'] or '').startswith('source not converged') == unconverged
+             for c in claims)
   assert all(c['verdict'] in ('reproduced', 'not reproduced', 'inconclusive') for c in claims)
   for suffix in ('png', 'pdf', 'caption.txt'):
     assert (results / 'reproduce' / f'surgical_finetuning.{suffix}').is_file()

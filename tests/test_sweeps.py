@@ -52,6 +52,65 @@ def test_expand_counts_orders_and_ids_are_deterministic(data_dir):
   assert not set(ids) & {s.run_id for s in other}
 
 
+def _source_train(data_dir, **values):
+  config = tiny_config(data_dir)
+  for key, value in values.items():
+    config.source_train[key] = value
+  return config
+
+
+def test_source_train_sets_the_budget_of_the_source_networks_only(data_dir):
+  specs = sweeps.expand(_source_train(data_dir, steps=30, lr=0.05))
+  by_id = {s.run_id: s for s in specs}
+  sources = {s.source_run for s in specs if s.condition == 'transfer'}
+  for s in specs:
+    expected = (30, 0.05) if s.run_id in sources else (12, 0.1)
+    assert (s.hyper['steps'], s.hyper['lr']) == expected, s.describe()
+  assert all(by_id[s.source_run].target == s.source for s in specs if s.condition == 'transfer')
+  # Empty, or equal to train: the runs (and ids) of a sweep without the field.
+  plain = sweeps.expand(tiny_config(data_dir))
+  ids = [s.run_id for s in plain]
+  assert [s.run_id for s in sweeps.expand(_source_train(data_dir, steps=12))] == ids
+  # Set: the source networks are other runs, and so the transfers from them; nothing else.
+  changed = {s.run_id for s in plain if s.condition == 'transfer'}
+  changed |= {s.source_run for s in plain if s.condition == 'transfer'}
+  assert set(ids) - set(by_id) == changed
+
+
+def test_runs_of_other_lengths_train_apart_and_as_if_alone(data_dir, tmp_path):
+  """The engine groups runs by their training settings: a 30-step source and 12-step runs of the
+  same sweep each train their own number of steps, and the source's curve is the one it has when
+  trained alone."""
+  config = _source_train(data_dir, steps=30)
+  config.conditions = ('transfer',)
+  config.n_layers = (1,)
+  config.fine_tune = (True,)
+  runner.run_sweep(config, tmp_path / 'mixed', progress=False)
+  curves = load_curves(tmp_path / 'mixed')
+  specs = sweeps.expand(config)
+  last = curves.groupby('run_id')['step'].max()
+  assert {s.run_id: s.hyper['steps'] for s in specs} == last.to_dict()
+  source = next(s for s in specs if s.run_id in {t.source_run for t in specs})
+  runner.execute([source], ResultsStore(tmp_path / 'alone'), str(data_dir), progress=False)
+  alone = load_curves(tmp_path / 'alone')
+  mixed = curves[curves['run_id'] == source.run_id]
+  np.testing.assert_allclose(mixed['accuracy'].to_numpy(), alone['accuracy'].to_numpy())
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(source_checkpoint='/some/checkpoint'), 'drop one of the two'),
+    (dict(directions=('AB', 'BA')), r"a source must not also be a pair's scored target"),
+    (dict(source_train=dict(stepz=30)), 'config.source_train.stepz is not a training setting'),
+])
+def test_source_train_bad_combinations_are_user_errors(change, message, data_dir):
+  config = _source_train(data_dir, steps=30)
+  config.unlock()
+  for key, value in change.items():
+    config[key] = value
+  with pytest.raises(UserError, match=message):
+    sweeps.expand(config)
+
+
 @pytest.fixture(scope='module')
 def swept(data_dir, tmp_path_factory):
   results = tmp_path_factory.mktemp('tiny')
@@ -215,6 +274,7 @@ def cli(args, capsys):
     ("--config.conditions=('frozen',)", "unknown condition 'frozen'"),
     ("--config.pairs=[{'kind': 'partition', 'dataset': 'digits', 'classes_a': [0, 1], 'classes_b': [2, 12]}]", '12'),
     ('--config.seedz=3', "unknown config field 'seedz'"),
+    ('--config.source_train.steps=0', 'source_train.steps must be an integer >= 1'),
     ('--config.data_dir=/nonexistent/tfds', 'TFDS data directory /nonexistent/tfds (from --data-dir / config.data_dir) does not exist'),
 ])
 def test_bad_input_is_one_line_error_and_exit_2(override, message, data_dir, tmp_path, capsys):

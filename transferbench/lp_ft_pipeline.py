@@ -1,16 +1,18 @@
 """Pipeline of ``transferbench reproduce lp_ft`` (Kumar et al. 2022, LP-FT).
 
-The sweep trains the base nets of both tasks (the source networks, and scratch on the target).
-Then, per seed, the three transfers of the study are trained through the per-run path with their
-weights kept (once; ``--analyze-only`` reuses them): LP (``transfer`` at n = L-1), FT (the same,
-fine-tuned) and LP-FT (``lp_then_ft``). They are the runs the sweep itself would make with those
-conditions (:func:`harness.sweeps.expand`), so their records are ordinary records.
+The sweep trains scratch on the target; then the source networks, pre-trained with the sweep's
+``source_train`` budget (to convergence), are trained by the engine; then, per seed, the three
+transfers of the study are trained through the per-run path with their weights kept (once;
+``--analyze-only`` reuses them): LP (``transfer`` at n = L-1), FT (the same, fine-tuned) and LP-FT
+(``lp_then_ft``). They are the runs the sweep would make with those conditions
+(:func:`harness.sweeps.expand`), so their records are ordinary records.
 
 Every network is then evaluated on its final parameters: accuracy on the target's test set (ID)
 and on the shifted test set the pair names as ``ood`` (OOD, e.g. ``mnist@noise0.5``, built through
 the same TFDS path), and the distortion of its penultimate features from the pretrained network's
 (:func:`analysis.lp_ft.feature_distortion`) on both. Evaluating saved networks needs no change to
-the engine or to the curves (docs/reproductions/lp_ft.md); :mod:`analysis.lp_ft` checks the claims.
+the engine or to the curves (docs/reproductions/lp_ft.md); :mod:`analysis.lp_ft` checks the claims,
+which are inconclusive if a source network did not converge (:mod:`analysis.convergence`).
 """
 
 from __future__ import annotations
@@ -121,6 +123,10 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
   specs = study_specs(config)
   target = next(s.target for s in specs if s.condition == conditions.LP_FT)
   ood_test = device_task(ood_task(target, ood, data_dir), data_dir)[2]
+  if train:  # the base nets in packs (the engine); the transfers below one by one, with weights
+    from harness import runner
+    runner.execute([s for s in specs if s.condition == conditions.BASE], store, data_dir,
+                   progress=False, desc='lp_ft base nets')
   rows = []
   for spec in specs:
     method = METHOD.get((spec.condition, spec.fine_tuned))
@@ -136,11 +142,25 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
   return pd.DataFrame(rows, columns=list(lp_ft.COLUMNS))
 
 
+def source_convergence(results: pathlib.Path, settings: reproduce.Settings) -> pd.DataFrame:
+  """The base nets' convergence (:func:`analysis.convergence.base_convergence`; role 'source':
+  the pretrained networks the transfers start from) from the curves of a results directory."""
+  from analysis import convergence
+  from harness.results import load_curves
+  return convergence.base_convergence(load_curves(results), settings.convergence_rule())
+
+
 def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib.Path,
-          ood: str, draw: bool = True):
-  """Claims on the network table; writes networks.csv, summary.csv, claims.json/md, the figure."""
+          ood: str, draw: bool = True, converged: pd.DataFrame | None = None):
+  """Claims on the network table; writes networks.csv, summary.csv, claims.json/md, the figure.
+
+  Args:
+    converged: :func:`source_convergence` (None: not checked); an unconverged source network
+      makes every claim inconclusive.
+  """
+  from analysis import convergence
   from harness.results import atomic_write_json
-  results = reproduce.check_claims(table, study.claims, settings)
+  results = reproduce.check_claims(table, study.claims, settings, converged)
   out.mkdir(parents=True, exist_ok=True)
   written = [out / 'networks.csv', out / 'summary.csv', out / 'claims.json', out / 'claims.md']
   table.to_csv(written[0], index=False)
@@ -148,8 +168,11 @@ def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib
   method = (f'OOD = {ood}; unit: the seed, methods paired within a seed; one-sided t-tests at '
             f'alpha={settings.alpha}, Holm over each claim\'s parts; 90% t CIs; non-inferiority '
             f'margin {settings.margin:g} (accuracy)')
+  bases = [] if converged is None else convergence.to_records(converged)
   atomic_write_json(written[2], {'settings': dataclasses.asdict(settings), 'method': method,
-                                 'claims': [r.to_dict() for r in results]})
+                                 'claims': [r.to_dict() for r in results],
+                                 'convergence': {'rule': settings.convergence_rule().describe(),
+                                                 'base_nets': bases}})
   written[3].write_text(f'{method}.\n\n' + reproduce.claims_markdown(results) + '\n')
   if draw:
     from analysis.plotting import save

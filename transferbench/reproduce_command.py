@@ -228,11 +228,13 @@ def _lp_ft_pipeline(args: argparse.Namespace, study: studies.Study,
   results, out = _network_results(args, study)
   table = lp_ft_pipeline.measure(results, config, config.data_dir or None,
                                  train=not args.analyze_only)
+  converged = lp_ft_pipeline.source_convergence(results, settings)
   claims, written = lp_ft_pipeline.check(table, study, settings, out, ood,
-                                         draw=not args.no_figures)
+                                         draw=not args.no_figures, converged=converged)
   print(f'\n{args.study}: claims of the paper vs {table["seed"].nunique()} seed(s) in {results} '
         f'(OOD = {ood})')
   print(reproduce.claims_text(claims))
+  print('\n' + convergence_lib.text(converged, settings.convergence_rule()))
   print(f'\nWrote {len(written)} files to {out}')
   return 0
 

@@ -119,3 +119,26 @@ def test_reproduce_writes_the_convergence_of_every_base_net(gain, verdict, headi
   printed = reproduce.claims_text(results) + convergence.text(table, settings.convergence_rule())
   assert f'[{heading.upper()}] {CO_ADAPTATION}' in printed
   assert printed.count('  NO' if gain else '  yes') == 15
+
+
+def test_a_base_net_that_a_run_copies_from_is_a_source_and_gates_its_claims():
+  steps = [0, 50, 80, 100]
+  rows = (base_curve('src', 'mnist', 'dissimilar', 'mnist', 0, steps, [0.1, 0.9, 0.90, 0.95])
+          + base_curve('other', 'mnist', 'dissimilar', 'mnist', 1, steps, [0.1, 0.9, 0.95, 0.95])
+          + base_curve('tgt', 'mnist->m@noise', 'dissimilar', 'm@noise', 0, steps,
+                       [0.1, 0.5, 0.6, 0.7])
+          + run_rows('ft', 'full_finetune', 4, False, 'mnist', 'm@noise', 0, steps,
+                     [0.5, 0.8, 0.8, 0.8], pair='mnist->m@noise', pair_kind='dissimilar'))
+  table = convergence.base_convergence(pd.DataFrame(rows)).set_index('run_id')
+  # mnist seed 1 has no run copying from it: a baseline, as is the target's scratch net.
+  assert table['role'].to_dict() == {'src': 'source', 'other': 'baseline', 'tgt': 'baseline'}
+  # Only the source's gain counts: the target's baseline still rising does not gate.
+  note = convergence.summary(table.reset_index(), role=convergence.SOURCE)
+  assert note.startswith('source not converged: 1 of 1 source networks')
+  gated = reproduce.Claim('x', lambda rel, settings: [], converged_sources=True)
+  free = reproduce.Claim('y', lambda rel, settings: [])
+  results = reproduce.check_claims(pd.DataFrame(), {'x': gated, 'y': free}, SETTINGS,
+                                   table.reset_index())
+  assert (results[0].verdict, results[0].heading()) == (INCONCLUSIVE,
+                                                        'inconclusive: source not converged')
+  assert results[1].note == ''
