@@ -521,7 +521,11 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
                                  'claims': [r.to_dict() for r in results],
                                  'convergence': {'rule': settings.convergence_rule().describe(),
                                                  'base_nets': bases}})
-  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + '\n')
+  bases_line = ('' if convergence is None or convergence.empty else
+                f'\n\nBase nets {convergence_lib.counts(convergence)} (gain over the last 20% of '
+                f'training below {settings.convergence_tolerance:g}).')
+  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + bases_line
+                        + '\n')
   rel.to_csv(written[2], index=False)
   curves = curve_table(rel)
   curves.to_csv(written[3], index=False)

@@ -115,7 +115,10 @@ def test_reproduce_writes_the_convergence_of_every_base_net(gain, verdict, headi
   assert 'below 0.002' in saved['convergence']['rule']
   claim = {c['claim']: c for c in saved['claims']}[CO_ADAPTATION]
   assert claim['verdict'] == verdict
-  assert f'**{heading}**' in (tmp_path / 'claims.md').read_text()
+  markdown = (tmp_path / 'claims.md').read_text()
+  assert f'**{heading}**' in markdown
+  assert f'Base nets converged: random_halves {15 if gain == 0 else 0} of 15' in markdown
   printed = reproduce.claims_text(results) + convergence.text(table, settings.convergence_rule())
   assert f'[{heading.upper()}] {CO_ADAPTATION}' in printed
   assert printed.count('  NO' if gain else '  yes') == 15
+  assert f'converged: random_halves {15 if gain == 0 else 0} of 15:' in printed
