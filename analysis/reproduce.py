@@ -536,7 +536,10 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   if reference == 'yosinski2014':
     from analysis.reference import yosinski2014_points
     points = yosinski2014_points()
-  unit = curves['unit'].iloc[0] if 'unit' in curves and len(curves) else None
+  # The subtitle names the unit of the random halves (the claims' group), else the first group's.
+  halves = curves['group'] == RANDOM if 'group' in curves else pd.Series(False, curves.index)
+  named = curves[halves] if halves.any() else curves
+  unit = named['unit'].iloc[0] if 'unit' in named and len(named) else None
   fig = figures.reference_overlay(curves, points, rule=settings.rule, k=settings.k, unit=unit)
   if fig is not None:
     written += figures.save(fig, out, 'reproduced_vs_published')
