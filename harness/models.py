@@ -147,7 +147,8 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
 
 
 def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
-  """Max pooling over square windows, 'VALID' (rows/columns that do not fill a window dropped).
+  """Max pooling over square windows (windows of samples on 1-D signals), 'VALID' (rows/columns
+  that do not fill a window dropped).
 
   The values are ``nn.max_pool``'s (XLA's reduce-window, which XLA fuses into the convolution
   before it). For non-overlapping windows (``window == stride``) the gradient is an elementwise

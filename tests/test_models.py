@@ -84,6 +84,18 @@ def test_cnn1d_is_mnist1ds_reference_conv_net():
   assert shapes == [(40, 1), (19, 25), (10, 25), (5, 25)]
 
 
+def test_conv_layers_with_pooling_run_on_1d_signals():
+  """A pooled conv layer on (batch, samples, channels): flax's 1-D max pool of the ReLU'd conv."""
+  layer = models.ConvLayer(models.ConvSpec(4, 3, pool=2, padding=1))
+  x = jax.random.normal(jax.random.key(0), (2, 40, 1))
+  variables = layer.init(jax.random.key(1), x)
+  conv = jax.nn.relu(jax.lax.conv_general_dilated(
+      x, variables['params']['conv']['kernel'], (1,), [(1, 1)],
+      dimension_numbers=('NWC', 'WIO', 'NWC')) + variables['params']['conv']['bias'])
+  expected = jnp.max(conv.reshape(2, 20, 2, 4), axis=2)
+  np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_statistics_belong_to_their_layer():
   model = models.build_model('resnet/tiny', 3)
   variables = models.init_variables(model, jax.random.key(0), (8, 8, 1))
