@@ -121,11 +121,20 @@ def summary(table: pd.DataFrame, kinds: tuple[str, ...] | None = None,
           f'>= tolerance over their last training (largest gain {bad["gain"].max():+.4f})')
 
 
+def counts(table: pd.DataFrame) -> str:
+  """'converged: random_halves 40 of 40, dissimilar 9 of 10' (nets that could be checked)."""
+  checked = table[table['converged'].notna()]
+  if checked.empty:
+    return 'converged: no base net could be checked'
+  return 'converged: ' + ', '.join(f'{kind} {int(group["converged"].astype(bool).sum())} of '
+                                   f'{len(group)}' for kind, group in checked.groupby('pair_kind'))
+
+
 def text(table: pd.DataFrame, rule: Rule) -> str:
-  """The printed table: one line per base net."""
+  """The printed table: the counts per pair kind, then one line per base net."""
   if table.empty:
     return 'Convergence of the base nets: no base nets.'
-  lines = [f'Convergence of the base nets ({rule.describe()}):',
+  lines = [f'Convergence of the base nets ({rule.describe()}); {counts(table)}:',
            f'  {"pair":<24} {"target":<16} {"role":<7} {"seed":>4} {"acc@frac":>9} '
            f'{"acc end":>8} {"gain":>8}  converged']
   for row in table.itertuples():

@@ -526,7 +526,11 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
                                  'claims': [r.to_dict() for r in results],
                                  'convergence': {'rule': settings.convergence_rule().describe(),
                                                  'base_nets': bases}})
-  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + '\n')
+  bases_line = ('' if convergence is None or convergence.empty else
+                f'\n\nBase nets {convergence_lib.counts(convergence)} (gain over the last 20% of '
+                f'training below {settings.convergence_tolerance:g}).')
+  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + bases_line
+                        + '\n')
   rel.to_csv(written[2], index=False)
   curves = curve_table(rel)
   curves.to_csv(written[3], index=False)
@@ -537,7 +541,10 @@ def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.Da
   if reference == 'yosinski2014':
     from analysis.reference import yosinski2014_points
     points = yosinski2014_points()
-  unit = curves['unit'].iloc[0] if 'unit' in curves and len(curves) else None
+  # The subtitle names the unit of the random halves (the claims' group), else the first group's.
+  halves = curves['group'] == RANDOM if 'group' in curves else pd.Series(False, curves.index)
+  named = curves[halves] if halves.any() else curves
+  unit = named['unit'].iloc[0] if 'unit' in named and len(named) else None
   fig = figures.reference_overlay(curves, points, rule=settings.rule, k=settings.k, unit=unit)
   if fig is not None:
     written += figures.save(fig, out, 'reproduced_vs_published')

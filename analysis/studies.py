@@ -46,9 +46,9 @@ class Study:
 
 STUDIES: dict[str, Study] = {
     'yosinski2014': Study(
-        'yosinski2014_small', reproduce.YOSINSKI2014_CLAIMS, 'yosinski2014',
+        'yosinski2014_converged', reproduce.YOSINSKI2014_CLAIMS, 'yosinski2014',
         'how transferable are features: AnB, BnB, AnB+, random features vs n',
-        'Yosinski, Clune, Bengio & Lipson, NeurIPS 2014', also=('yosinski2014_converged',)),
+        'Yosinski, Clune, Bengio & Lipson, NeurIPS 2014', also=('yosinski2014_small',)),
     'criticality': Study(
         'criticality_small', criticality.CLAIMS, 'criticality',
         'are all layers created equal: accuracy after resetting one trained layer',

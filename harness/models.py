@@ -147,7 +147,8 @@ def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.7
 
 
 def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
-  """Max pooling over square windows, 'VALID' (rows/columns that do not fill a window dropped).
+  """Max pooling over square windows (windows of samples on 1-D signals), 'VALID' (rows/columns
+  that do not fill a window dropped).
 
   The values are ``nn.max_pool``'s (XLA's reduce-window, which XLA fuses into the convolution
   before it). For non-overlapping windows (``window == stride``) the gradient is an elementwise
@@ -156,8 +157,9 @@ def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
   giving it to the first; after a ReLU that happens only for zeros, whose gradient the ReLU
   discards.
   """
-  if window != stride:
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding='VALID')
+  if window != stride or x.ndim != 4:  # overlapping windows, or 1-D signals (B, L, C)
+    spatial = x.ndim - 2
+    return nn.max_pool(x, (window,) * spatial, strides=(stride,) * spatial, padding='VALID')
   return _tiled_max_pool(x, window)
 
 
@@ -214,26 +216,31 @@ class MLP(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
-  """One conv layer: features, square kernel, stride, max-pool window (0 = none), LRN after,
-  and padding ('SAME', or 'VALID' as Caffe's unpadded conv1)."""
+  """One conv layer: features, kernel (square on images, a window on 1-D signals), stride,
+  max-pool window (0 = none), LRN after, and padding ('SAME'; 'VALID' as Caffe's unpadded
+  conv1; or an int, zeros on each side, as PyTorch's ``Conv1d(padding=p)``)."""
   features: int
   kernel: int = 3
   stride: int = 1
   pool: int = 0
   pool_stride: int = 2
   lrn: bool = False
-  padding: str = 'SAME'
+  padding: str | int = 'SAME'
 
 
 class ConvLayer(nn.Module):
-  """conv -> ReLU -> [max pool] -> [LRN], as one transferable layer (AlexNet ordering)."""
+  """conv -> ReLU -> [max pool] -> [LRN], as one transferable layer (AlexNet ordering).
+
+  The convolution has as many spatial dimensions as its input: (B, H, W, C) images or (B, L, C)
+  signals such as MNIST-1D's.
+  """
   spec: ConvSpec
 
   @nn.compact
   def __call__(self, x):
     s = self.spec
-    x = nn.relu(nn.Conv(s.features, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
-                        name='conv')(x))
+    x = nn.relu(nn.Conv(s.features, (s.kernel,) * (x.ndim - 2), strides=s.stride,
+                        padding=s.padding, name='conv')(x))
     if s.pool:
       x = max_pool(x, s.pool, s.pool_stride)
     if s.lrn:
@@ -365,6 +372,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                ConvSpec(64, 3), ConvSpec(64, 3), ConvSpec(64, 3, pool=2)),
         dense=(256, 256), dropout=0.0)),
     'cnn/tiny': ('cnn', dict(convs=(ConvSpec(8, 3, pool=2), ConvSpec(16, 3, pool=2)), dense=(32,))),
+    # MNIST-1D's reference conv net (Greydanus 2020, ``ConvBase``): 3 strided 1-D convs of 25
+    # channels (40 -> 19 -> 10 -> 5 samples) and a linear head on the flattened 125 features.
+    'cnn1d': ('cnn', dict(convs=(ConvSpec(25, 5, stride=2, padding=1),
+                                 ConvSpec(25, 3, stride=2, padding=1),
+                                 ConvSpec(25, 3, stride=2, padding=1)), dense=())),
+    # cnn/small's shape for 40-sample signals: 5 convs + 2 dense + head, n = 1..7 like the paper.
+    'cnn1d/small': ('cnn', dict(convs=(ConvSpec(32, 5, padding=2), ConvSpec(32, 3, stride=2, padding=1),
+                                       ConvSpec(32, 3, padding=1), ConvSpec(32, 3, stride=2, padding=1),
+                                       ConvSpec(32, 3, stride=2, padding=1)), dense=(128, 128))),
     # Krizhevsky et al. 2012 / Caffe reference net as used by Yosinski et al. 2014 (227x227 input).
     'alexnet': ('cnn', dict(convs=_ALEXNET_CONVS, dense=(4096, 4096), dropout=0.5)),
     'resnet/small': ('resnet', dict(stem=16, blocks=((16, 1), (32, 2), (64, 2)))),

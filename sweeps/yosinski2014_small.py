@@ -24,8 +24,9 @@ this easy that helps more than co-adaptation hurts. A small conv net (the paper'
 ~15 s per run here, ~3 hours for the study: out of budget. We kept the 8-layer MLP (same depth as
 the paper) and did not tune further towards the paper's answer.
 
-Command:
-  transferbench reproduce yosinski2014                 # runs (resumes) + checks the claims
+Commands (``transferbench reproduce yosinski2014`` trains ``yosinski2014_converged``; this
+sweep is checked from its results directory):
+  transferbench run yosinski2014_small
   transferbench reproduce yosinski2014 --analyze-only --results results/yosinski2014_small
 
 Runtime: about 4.5 minutes on a 2-core CPU, otherwise idle (the 740 runs with the ``fused``
@@ -43,7 +44,7 @@ the 5 seeds, each the mean over its 3 random-halves pairs; 5 seeds for MNIST -> 
   AnB   MNIST->animals 0.903  0.818  0.716  0.652  0.596  0.543  0.489   (base 0.841)
   AnB+  MNIST->animals 1.054  1.048  1.052  1.040  1.041  1.034  1.049
 
-Verdicts of `transferbench reproduce yosinski2014` (docs/reproductions/yosinski2014.md): fragile
+Verdicts of the commands above (docs/reproductions/yosinski2014.md): fragile
 co-adaptation INCONCLUSIVE: BASE NOT CONVERGED (20 of 30 base nets still improving; BnB is above
 base at every n); specificity REPRODUCED (AnB/base falls 0.057 per layer; the dissimilar pair
 0.012 per layer faster [0.005, 0.019]); fine-tuning boost REPRODUCED (+0.21% [+0.05, +0.36]);

@@ -13,6 +13,8 @@ from harness.errors import UserError
     ('mlp/3x256', (28, 28, 1), 4),
     ('cnn/small', (28, 28, 1), 8),
     ('resnet/tiny', (28, 28, 1), 4),
+    ('cnn1d', (40, 1), 4),
+    ('cnn1d/small', (40, 1), 8),
 ])
 def test_layers_are_named_in_order_and_head_last(name, shape, depth):
   model = models.build_model(name, 5)
@@ -45,6 +47,53 @@ def test_alexnet_matches_the_caffe_reference_net():
   out = jax.eval_shape(lambda: layer1.apply(layer1.init(jax.random.key(0), x), x))
   assert out.shape == (1, 27, 27, 96)  # Caffe: conv1 11x11/4 unpadded -> 55, pool1 3/2 -> 27
   assert 58e6 < count < 63e6  # Krizhevsky's ungrouped net: 62.4M; Caffe's grouped: 61M.
+
+
+def test_cnn1d_is_mnist1ds_reference_conv_net():
+  """The same function as MNIST-1D's ``ConvBase`` (Greydanus 2020, notebooks/models.py: Conv1d(1,
+  25, 5, stride 2, padding 1), then two Conv1d(25, 25, 3, stride 2, padding 1), ReLU after each,
+  a linear layer on the flattened 125 features), re-typed in PyTorch, given the same weights."""
+  torch = pytest.importorskip('torch')
+  model = models.build_model('cnn1d', 10)
+  variables = models.init_variables(model, jax.random.key(0), (40, 1))
+  params = variables['params']
+  convs = [torch.nn.Conv1d(1, 25, 5, stride=2, padding=1),
+           torch.nn.Conv1d(25, 25, 3, stride=2, padding=1),
+           torch.nn.Conv1d(25, 25, 3, stride=2, padding=1)]
+  linear = torch.nn.Linear(125, 10)
+  as_torch = lambda a: torch.from_numpy(np.array(a, np.float32))
+  with torch.no_grad():
+    for i, conv in enumerate(convs):
+      layer = params[f'layer{i + 1}']['conv']
+      conv.weight.copy_(as_torch(layer['kernel']).permute(2, 1, 0))  # (k, in, out) -> (out, in, k)
+      conv.bias.copy_(as_torch(layer['bias']))
+    # Flax flattens (position, channel), PyTorch (channel, position).
+    kernel = np.asarray(params['head']['kernel']).reshape(5, 25, 10).transpose(1, 0, 2)
+    linear.weight.copy_(as_torch(kernel.reshape(125, 10).T))
+    linear.bias.copy_(as_torch(params['head']['bias']))
+    x = np.random.default_rng(0).normal(size=(4, 40)).astype(np.float32)
+    h = as_torch(x).view(4, 1, 40)
+    for conv in convs:
+      h = conv(h).relu()
+    expected = linear(h.reshape(4, -1)).numpy()
+  count = sum(a.size for a in jax.tree.leaves(params))
+  assert count == sum(p.numel() for m in (*convs, linear) for p in m.parameters()) == 5210
+  got = model.apply(variables, jnp.asarray(x).reshape(4, 40, 1), train=False)
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-5)
+  shapes = models.feature_shapes(model, variables, (40, 1))
+  assert shapes == [(40, 1), (19, 25), (10, 25), (5, 25)]
+
+
+def test_conv_layers_with_pooling_run_on_1d_signals():
+  """A pooled conv layer on (batch, samples, channels): flax's 1-D max pool of the ReLU'd conv."""
+  layer = models.ConvLayer(models.ConvSpec(4, 3, pool=2, padding=1))
+  x = jax.random.normal(jax.random.key(0), (2, 40, 1))
+  variables = layer.init(jax.random.key(1), x)
+  conv = jax.nn.relu(jax.lax.conv_general_dilated(
+      x, variables['params']['conv']['kernel'], (1,), [(1, 1)],
+      dimension_numbers=('NWC', 'WIO', 'NWC')) + variables['params']['conv']['bias'])
+  expected = jnp.max(conv.reshape(2, 20, 2, 4), axis=2)
+  np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_batch_norm_statistics_belong_to_their_layer():

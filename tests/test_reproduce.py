@@ -9,14 +9,17 @@ VERDICTS = {'reproduced', 'not reproduced', 'inconclusive'}
 
 
 def test_reproduce_tiny_runs_checks_every_claim_and_reanalyses(data_dir, tmp_path, capsys):
+  """The default sweep (yosinski2014_converged) shrunk: both directions, every base net's
+  convergence printed and saved, the claims, the figures, then the same verdicts re-analysed."""
   results, out = tmp_path / 'res', tmp_path / 'out'
   argv = ['reproduce', 'yosinski2014', '--arg', 'tiny', '--results', str(results),
           '--data-dir', data_dir, '--no-progress']
   assert main(argv) == 0
   printed = capsys.readouterr().out
-  # 2 pairs (MNIST halves, MNIST -> animals) x 2 seeds x (2 base nets + 2 n x 5 conditions).
-  assert '48 runs: 48 trained' in printed
-  claims = json.loads((results / 'reproduce' / 'claims.json').read_text())['claims']
+  # 2 pairs (MNIST halves, MNIST <-> animals) x 2 seeds x (2 base nets + 2 directions x 2 n x 5).
+  assert '88 runs: 88 trained' in printed
+  saved = json.loads((results / 'reproduce' / 'claims.json').read_text())
+  claims = saved['claims']
   assert [c['claim'] for c in claims] == ['fragile_coadaptation', 'specificity',
                                           'fine_tuning_boost', 'random_features']
   assert all(c['verdict'] in VERDICTS and c['parts'] for c in claims)
@@ -27,6 +30,18 @@ def test_reproduce_tiny_runs_checks_every_claim_and_reanalyses(data_dir, tmp_pat
   # The kind of each pair comes from the sweep (random_halves; datasets -> dissimilar).
   assert dict(curves.groupby('pair')['pair_kind'].first()) == {
       'mnist_A0|mnist_B0': 'random_halves', 'mnist|animal_mnist': 'dissimilar'}
+  # Both directions: each target of each pair has its base nets, selffer and transfer runs.
+  for pair, frame in curves.groupby('pair'):
+    for condition in ('scratch', 'selffer', 'transfer', 'random_frozen'):
+      assert frame.loc[frame.condition == condition, 'target'].nunique() == 2, (pair, condition)
+  bases = saved['convergence']['base_nets']
+  assert len(bases) == 2 * 2 * 2  # pairs x targets x seeds
+  assert all(b['converged'] in (True, False) for b in bases)
+  assert 'Convergence of the base nets' in printed and printed.count('mnist_A0|mnist_B0') >= 4
+  coadaptation = claims[0]
+  unconverged = not all(b['converged'] for b in bases if b['pair'] == 'mnist_A0|mnist_B0')
+  assert (coadaptation['verdict_reason'] or '').startswith('base not converged') == unconverged
+  assert coadaptation['verdict'] == 'inconclusive' or not unconverged
   # Analyse only: nothing is trained, the same verdicts come out.
   assert main(argv + ['--analyze-only', '--out', str(out), '--no-figures']) == 0
   assert 'trained' not in capsys.readouterr().out
@@ -62,25 +77,14 @@ def test_the_converged_design_is_the_papers():
   assert 0 < config.train.lr_decay_every < config.train.steps and config.train.lr_decay_factor < 1
 
 
-def test_reproduce_the_converged_design_tiny_reports_every_base_net(data_dir, tmp_path, capsys):
+def test_the_800_step_sweep_is_checked_too(data_dir, tmp_path, capsys):
+  """yosinski2014_small (one direction, 800 steps) stays reachable: run it, then check it."""
   results = tmp_path / 'res'
-  assert main(['run', 'yosinski2014_converged', '--arg', 'tiny', '--results', str(results),
+  assert main(['run', 'yosinski2014_small', '--arg', 'tiny', '--results', str(results),
                '--data-dir', data_dir, '--no-progress']) == 0
-  curves = load_curves(results)
-  # Both directions: each target of each pair has its base nets, selffer and transfer runs.
-  for pair, frame in curves.groupby('pair'):
-    for condition in ('scratch', 'selffer', 'transfer', 'random_frozen'):
-      assert frame.loc[frame.condition == condition, 'target'].nunique() == 2, (pair, condition)
   capsys.readouterr()
   assert main(['reproduce', 'yosinski2014', '--analyze-only', '--results', str(results),
                '--no-figures']) == 0
-  printed = capsys.readouterr().out
-  saved = json.loads((results / 'reproduce' / 'claims.json').read_text())
-  bases = saved['convergence']['base_nets']
-  assert len(bases) == 2 * 2 * 2  # pairs x targets x seeds
-  assert all(b['converged'] in (True, False) for b in bases)
-  assert 'Convergence of the base nets' in printed and printed.count('mnist_A0|mnist_B0') >= 4
-  coadaptation = saved['claims'][0]
-  unconverged = not all(b['converged'] for b in bases if b['pair'] == 'mnist_A0|mnist_B0')
-  assert (coadaptation['verdict_reason'] or '').startswith('base not converged') == unconverged
-  assert coadaptation['verdict'] == 'inconclusive' or not unconverged
+  claims = json.loads((results / 'reproduce' / 'claims.json').read_text())['claims']
+  assert len(claims) == 4 and all(c['verdict'] in VERDICTS for c in claims)
+  assert 'Convergence of the base nets' in capsys.readouterr().out

@@ -28,7 +28,7 @@ def test_results_of_another_sweep_are_refused(tmp_path, capsys):
   assert main(['reproduce', 'yosinski2014', '--analyze-only', '--results', str(tmp_path)]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "holds the sweep 'quickstart'" in err[0]
-  assert "not 'yosinski2014_small' of study 'yosinski2014'" in err[0]
+  assert "not 'yosinski2014_converged' of study 'yosinski2014'" in err[0]
 
 
 def test_owner_of_a_sweep_names_the_command_to_run():

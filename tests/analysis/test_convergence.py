@@ -115,10 +115,14 @@ def test_reproduce_writes_the_convergence_of_every_base_net(gain, verdict, headi
   assert 'below 0.002' in saved['convergence']['rule']
   claim = {c['claim']: c for c in saved['claims']}[CO_ADAPTATION]
   assert claim['verdict'] == verdict
-  assert f'**{heading}**' in (tmp_path / 'claims.md').read_text()
+  markdown = (tmp_path / 'claims.md').read_text()
+  assert f'**{heading}**' in markdown
+  done = 1 if gain == 0 else 0
+  assert f'Base nets converged: dissimilar {5 * done} of 5, random_halves {10 * done} of 10' in markdown
   printed = reproduce.claims_text(results) + convergence.text(table, settings.convergence_rule())
   assert f'[{heading.upper()}] {CO_ADAPTATION}' in printed
   assert printed.count('  NO' if gain else '  yes') == 15
+  assert f'converged: dissimilar {5 * done} of 5, random_halves {10 * done} of 10:' in printed
 
 
 def test_a_base_net_that_a_run_copies_from_is_a_source_and_gates_its_claims():
