@@ -36,10 +36,7 @@ COLUMNS = ('replicate', 'barrier_ft', 'barrier_scratch', 'distance_ft', 'distanc
 
 
 def _effect(values: pd.Series) -> reproduce.Effect:
-  d = values.to_numpy(float)
-  unit = f'replicate (a source network; {len(d)})'
-  if len(d) < 2:
-    return reproduce.Effect(float(d.mean()) if len(d) else np.nan, np.nan, 0, len(d), unit)
+  return reproduce.t_effect(values, f'replicate (a source network; {len(values)})')
   return reproduce.Effect(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1,
                           len(d), unit)
 

@@ -61,12 +61,7 @@ def drops(table: pd.DataFrame) -> pd.DataFrame:
 def per_seed(values: pd.Series) -> reproduce.Effect:
   """Mean over seeds (each seed's targets averaged) with its t standard error."""
   units = values.groupby(level='seed').mean().to_numpy(float)
-  unit = f'seed ({len(units)}; mean over its targets)'
-  if len(units) < 2:
-    return reproduce.Effect(float(units.mean()) if len(units) else np.nan, np.nan, 0,
-                            len(units), unit)
-  return reproduce.Effect(float(units.mean()), float(units.std(ddof=1) / np.sqrt(len(units))),
-                          len(units) - 1, len(units), unit)
+  return reproduce.t_effect(units, f'seed ({len(units)}; mean over its targets)')
 
 
 def _layers_note(d: pd.DataFrame, column: str) -> str:

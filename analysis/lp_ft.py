@@ -80,10 +80,7 @@ def wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def _effect(values: pd.Series) -> reproduce.Effect:
   """Mean over seeds of a paired difference, with its t standard error."""
-  d = values.to_numpy(float)
-  unit = f'seed ({len(d)}; methods paired within a seed)'
-  if len(d) < 2:
-    return reproduce.Effect(float(d.mean()) if len(d) else np.nan, np.nan, 0, len(d), unit)
+  return reproduce.t_effect(values, f'seed ({len(values)}; methods paired within a seed)')
   return reproduce.Effect(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1,
                           len(d), unit)
 

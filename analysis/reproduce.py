@@ -239,13 +239,23 @@ class Effect:
     return dataclasses.replace(self, estimate=-self.estimate)
 
 
-def mean_effect(values: pd.Series) -> Effect:
-  """Mean over units of values per (pair, target, seed) observation, with its t standard error."""
-  units, unit = unit_values(values)
-  d = units.to_numpy(float)
+def t_effect(values, unit: str) -> Effect:
+  """Mean of one value per independent unit, with its t standard error (untestable below two).
+
+  Args:
+    values: the units' values (array-like).
+    unit: what a unit is, for the report (e.g. 'seed (10)').
+  """
+  d = np.asarray(values, float)
   if len(d) < 2:
     return Effect(float(d.mean()) if len(d) else np.nan, np.nan, 0, len(d), unit)
   return Effect(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d) - 1, len(d), unit)
+
+
+def mean_effect(values: pd.Series) -> Effect:
+  """Mean over units of values per (pair, target, seed) observation, with its t standard error."""
+  units, unit = unit_values(values)
+  return t_effect(units.to_numpy(float), unit)
 
 
 def _unit_slopes(table: pd.DataFrame) -> tuple[pd.Series, str]:

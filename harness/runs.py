@@ -248,6 +248,31 @@ def save_weights(spec: RunSpec, store: ResultsStore, variables: dict, task: task
                   {'params': variables['params'], 'batch_stats': variables['batch_stats']}, meta)
 
 
+def network_with_weights(spec: RunSpec, store: ResultsStore, data_dir: str | None,
+                         train: bool) -> pathlib.Path:
+  """A run's directory with its weights, trained (weights kept) if it has none yet.
+
+  The studies that measure networks rather than curves (basins, LP-FT) need the weights of
+  runs a sweep does not keep; this trains each such run once and reuses it afterwards.
+
+  Args:
+    spec: the run.
+    store: the results store.
+    data_dir: TFDS data directory.
+    train: False (``--analyze-only``) refuses to train a missing network.
+
+  Raises:
+    UserError: the network is missing and ``train`` is False.
+  """
+  if not (store.status(spec.run_id) == 'complete'
+          and (store.checkpoint_dir(spec.run_id) / 'meta.json').is_file()):
+    if not train:
+      raise UserError(f'the network {spec.describe()} is not in {store.root}: run without '
+                      '--analyze-only to train it')
+    train_and_evaluate(spec, store, data_dir, keep_weights=True)
+  return store.run_dir(spec.run_id)
+
+
 def train_and_evaluate(spec: RunSpec, store: ResultsStore, data_dir: str | None = None,
                        on_eval: Callable[[dict], None] | None = None,
                        keep_weights: bool | None = None, checkpoint_every: int = 0) -> dict:

@@ -51,13 +51,7 @@ def _fine_tuned(source_dir: pathlib.Path, scratch_dir: pathlib.Path, seed: int, 
   spec = dataclasses.replace(probe.spec_of(scratch_record), condition=conditions.REINIT_HEAD,
                              n_layers=layers - 1, seed=seed, source=source.target,
                              source_run=source.run_id)
-  if not (store.status(spec.run_id) == 'complete'
-          and (store.checkpoint_dir(spec.run_id) / 'meta.json').is_file()):
-    if not train:
-      raise UserError(f'the fine-tuned network {spec.describe()} is not in {store.root}: run '
-                      'without --analyze-only to train it')
-    runs.train_and_evaluate(spec, store, data_dir, keep_weights=True)
-  return store.run_dir(spec.run_id)
+  return runs.network_with_weights(spec, store, data_dir, train)
 
 
 def _body(names) -> list[str]:

@@ -74,22 +74,6 @@ def ood_task(target, ood: str, data_dir: str | None):
   return dataclasses.replace(target, name=f'{target.name}@ood', dataset=ood)
 
 
-def _ensure(spec, store, data_dir: str | None, train: bool) -> pathlib.Path:
-  """A run's directory, training it with its weights kept if it has none.
-
-  Raises:
-    UserError: the network is missing and ``train`` is False (--analyze-only).
-  """
-  from harness import runs
-  if not (store.status(spec.run_id) == 'complete'
-          and (store.checkpoint_dir(spec.run_id) / 'meta.json').is_file()):
-    if not train:
-      raise UserError(f'the network {spec.describe()} is not in {store.root}: run without '
-                      '--analyze-only to train it')
-    runs.train_and_evaluate(spec, store, data_dir, keep_weights=True)
-  return store.run_dir(spec.run_id)
-
-
 def _penultimate(run, variables: dict) -> np.ndarray:
   from harness import probe
   features = probe.layer_features(run, variables, FEATURE_EXAMPLES)
@@ -115,7 +99,7 @@ def _network(run, ood_test, pretrained: bool) -> dict:
 def measure(results: pathlib.Path, config, data_dir: str | None,
             train: bool = True) -> pd.DataFrame:
   """Trains what is missing (``train``) and measures every network of the study."""
-  from harness import probe
+  from harness import probe, runs
   from harness.engine.data import device_task
   from harness.results import ResultsStore
   store = ResultsStore(results)
@@ -130,7 +114,7 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
   rows = []
   for spec in specs:
     method = METHOD.get((spec.condition, spec.fine_tuned))
-    run_dir = _ensure(spec, store, data_dir, train)
+    run_dir = runs.network_with_weights(spec, store, data_dir, train)
     if spec.target != target or method is None:
       continue  # the source networks: trained, not measured
     run = probe.open_run(run_dir, data_dir)
