@@ -54,11 +54,11 @@ STUDIES: dict[str, Study] = {
         'are all layers created equal: accuracy after resetting one trained layer',
         'Zhang, Bengio & Singer, JMLR 2022', pipeline='resets'),
     'what_transfers': Study(
-        'what_transfers_small', what_transfers.CLAIMS, None,
+        'what_transfers_small', what_transfers.CLAIMS, 'what_transfers',
         'what is being transferred: pre-training benefit on block-shuffled targets',
         'Neyshabur, Sedghi & Zhang, NeurIPS 2020', figure=what_transfers.figure),
     'what_transfers_basins': Study(
-        'what_transfers_basins', basins.CLAIMS, None,
+        'what_transfers_basins', basins.CLAIMS, 'what_transfers',
         'what is being transferred: one basin, close to the source (barriers, distance, CKA)',
         'Neyshabur, Sedghi & Zhang, NeurIPS 2020', pipeline='basins'),
     'lp_ft': Study(

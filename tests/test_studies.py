@@ -58,3 +58,15 @@ def test_the_ownership_check_loads_each_sweep_file_once(tmp_path, monkeypatch):
            for arg in (None, 'tiny')}
   assert len(loads) == len(owned) and set(loads) == owned  # each once, over two checks
   reproduce_command._config_name.cache_clear()
+
+
+def test_every_study_ships_its_published_comparator_with_provenance():
+  """Each study names a file under results/reference/ that PROVENANCE.md describes."""
+  import pathlib
+  reference = pathlib.Path(__file__).resolve().parents[1] / 'results' / 'reference'
+  provenance = (reference / 'PROVENANCE.md').read_text()
+  for name, study in studies.STUDIES.items():
+    assert study.reference, f'{name} has no published comparator'
+    files = sorted(p.name for p in reference.glob(f'{study.reference}_*'))
+    assert files, f'{name}: no results/reference/{study.reference}_* file'
+    assert any(f'`{f}`' in provenance for f in files), f'{name}: {files} not in PROVENANCE.md'
