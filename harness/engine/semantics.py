@@ -64,7 +64,17 @@ def init_key(seed, pair, base) -> jax.Array:
     base: :func:`is_base` of its plan (bool, or a traced bool).
   """
   key = jax.random.fold_in(jax.random.key(seed), pair)
-  return lax.cond(base, lambda k: k, lambda k: jax.random.fold_in(k, _TRANSFERRED_INIT), key)
+  return lax.cond(base, _base_key, _transferred_key, key)
+
+
+# Module-level branches, not lambdas: outside jit (the per-run path) a cond of new function
+# objects is traced and compiled again on every call.
+def _base_key(key: jax.Array) -> jax.Array:
+  return key
+
+
+def _transferred_key(key: jax.Array) -> jax.Array:
+  return jax.random.fold_in(key, _TRANSFERRED_INIT)
 
 
 def fresh_key(key: jax.Array) -> jax.Array:
@@ -99,6 +109,8 @@ def own_init(model, seed, pair, base, fresh, input_shape: tuple) -> dict:
   """
   key = init_key(seed, pair, base)
   init = models.init_variables(model, key, input_shape)
+  if isinstance(fresh, np.ndarray) and not fresh.any():
+    return init  # the per-run path's usual case: the cond's identity branch, without compiling it
   names = models.layer_names(model.num_layers)
 
   def redraw(init):
