@@ -127,23 +127,50 @@ def execute(specs: Sequence[RunSpec], store: ResultsStore, data_dir: str | None 
     bar.update()
 
   # The engine trains families of runs with their strategy. What it leaves (streamed data, runs
-  # long enough for progress checkpoints, sources not complete) runs here one by one; both train
-  # a run only under its claim.
+  # long enough for progress checkpoints, sources not complete) runs here one by one, except the
+  # runs whose sources are among those: they go back to the engine once their sources are done
+  # (a long pre-training need not send its short transfers to the per-run path). Both train a
+  # run only under its claim.
   compilation.enable_persistent_cache()
-  fast = engine.execute(todo, store, data_dir, strategy=strategy, pack_size=pack_size,
-                         concurrency=concurrency, checkpoint_every=checkpoint_every, on_record=done)
-  for spec in fast.remaining:
-    bar.set_postfix_str(spec.describe())
-    record = run_one(spec, store, data_dir, checkpoint_every)
-    if record is not None:
-      done(spec, record)
+  engine_calls, one_by_one, left = [], 0, todo
+  while left:
+    fast = engine.execute(left, store, data_dir, strategy=strategy, pack_size=pack_size,
+                           concurrency=concurrency, checkpoint_every=checkpoint_every,
+                           on_record=done)
+    engine_calls.append(fast.to_dict())
+    waiting = {spec.run_id for spec in fast.remaining}
+    left = [spec for spec in fast.remaining if spec.source_run in waiting]
+    for spec in fast.remaining:
+      if spec.source_run in waiting:
+        continue
+      one_by_one += 1
+      bar.set_postfix_str(spec.describe())
+      record = run_one(spec, store, data_dir, checkpoint_every)
+      if record is not None:
+        done(spec, record)
   bar.close()
   busy = [spec.run_id for spec in todo if store.status(spec.run_id) is None]
-  execution = fast.to_dict()
+  execution = _merged(engine_calls, one_by_one)
   if record:
     execution = record_execution(store, execution, trained + len(failed))
   return SweepReport(total=len(specs), skipped=len(specs) - len(todo), completed=trained,
                      failed=failed, seconds=time.time() - start, busy=busy, execution=execution)
+
+
+def _merged(calls: list[dict], one_by_one: int) -> dict:
+  """One execution entry for the engine's calls of a sweep (``ExecutionReport.to_dict``s):
+  counts and seconds added, strategies joined, ``remaining`` = the runs trained one by one."""
+  if not calls:  # nothing to do: the engine's report of no runs
+    return dict(remaining=0, strategies={}, families=0, programs_compiled=0, xla_compiles=0,
+                cache_hits=0, concurrent_runs=1, seconds=0.0)
+  out = dict(calls[0])
+  for call in calls[1:]:
+    for key in ('families', 'programs_compiled', 'xla_compiles', 'cache_hits', 'seconds'):
+      out[key] += call[key]
+    out['strategies'] = {**out['strategies'], **call['strategies']}
+    out['concurrent_runs'] = max(out['concurrent_runs'], call['concurrent_runs'])
+  out['remaining'] = one_by_one
+  return out
 
 
 def record_execution(store: ResultsStore, execution: dict, runs_ran: int) -> dict:

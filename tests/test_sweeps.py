@@ -97,6 +97,31 @@ def test_runs_of_other_lengths_train_apart_and_as_if_alone(data_dir, tmp_path):
   np.testing.assert_allclose(mixed['accuracy'].to_numpy(), alone['accuracy'].to_numpy())
 
 
+def test_runs_that_copy_from_a_checkpointed_source_go_back_to_the_engine(data_dir, tmp_path):
+  """A source long enough for progress checkpoints trains one by one (the per-run path); the
+  short transfers from it are packed by the engine once it is done, with the curves that the
+  per-run path gives them."""
+  config = _source_train(data_dir, steps=30)
+  config.conditions = ('transfer',)
+  config.fine_tune = (True,)
+  config.checkpoint_every = 20  # the 30-step sources save progress; the 12-step runs do not
+  report = runner.run_sweep(config, tmp_path / 'mixed', progress=False)
+  specs = sweeps.expand(config)
+  sources = {s.source_run for s in specs if s.source_run}
+  assert report.failed == [] and report.completed == len(specs)
+  # One by one: the two sources only; the engine trained the rest with its strategy.
+  assert report.execution['remaining'] == len(sources) == 2
+  assert set(report.execution['strategies'].values()) == {'fused'}
+  everything_per_run = tiny_config(data_dir, conditions=('transfer',), fine_tune=(True,))
+  everything_per_run.source_train.steps = 30
+  everything_per_run.execution.strategy = 'per_run'
+  runner.run_sweep(everything_per_run, tmp_path / 'per_run', progress=False)
+  packed, alone = (load_curves(tmp_path / d).set_index(['run_id', 'step']).sort_index()
+                   for d in ('mixed', 'per_run'))
+  assert packed.index.equals(alone.index)
+  np.testing.assert_allclose(packed['loss'], alone['loss'], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize('change, message', [
     (dict(source_checkpoint='/some/checkpoint'), 'drop one of the two'),
     (dict(directions=('AB', 'BA')), r"a source must not also be a pair's scored target"),
