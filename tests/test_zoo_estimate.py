@@ -167,6 +167,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(zoo, data_dir, tmp_path, c
   assert 'at least twice' in _refused(base + sources[:2], out, capsys)
   assert 'add --target' in _refused(['estimate', *sources, '--out', str(out)], out, capsys)
   assert 'goes with --source-checkpoint' in _refused(['estimate', str(tmp_path), *TARGET], out, capsys)
+  assert 'drop --rule/--k' in _refused(base + sources + ['--rule', 'last'], out, capsys)
   # The results-directory use refuses an unknown estimator the same way (no argparse usage).
   assert 'unknown estimator(s) nope' in _refused(['estimate', str(tmp_path), '--estimators', 'nope'],
                                                 out, capsys)

@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
   if args.source_checkpoints and args.results:
     raise UserError('give either RESULTS or --source-checkpoint DIR ..., not both')
   if args.source_checkpoints:
+    if (args.rule, args.k) != (ACCURACY_RULE, ACCURACY_K):
+      raise UserError('--rule and --k score the runs of a results directory (RESULTS); the '
+                      "networks' accuracies come from --accuracy FILE: drop --rule/--k")
     return run_networks(args)
   if not args.results:
     raise UserError('nothing to score: give a results directory (RESULTS) or networks to rank '
