@@ -520,27 +520,49 @@ def curve_table(rel: pd.DataFrame) -> pd.DataFrame:
   return pd.DataFrame(rows)
 
 
+def write_claims(results: Sequence[ClaimResult], out: pathlib.Path, settings: Settings,
+                 method: str, convergence: pd.DataFrame | None = None,
+                 markdown_tail: str = '') -> list[pathlib.Path]:
+  """Writes a study's ``claims.json`` and ``claims.md`` into ``out`` (which exists).
+
+  Args:
+    results: the checked claims.
+    out: the output directory.
+    settings: the rules they were checked with.
+    method: one line on the unit, the tests and the margins (the head of claims.md).
+    convergence: the base or source nets' convergence table, recorded in claims.json (None: the
+      study checks none).
+    markdown_tail: text after the claims in claims.md.
+
+  Returns:
+    The two paths, JSON first.
+  """
+  from harness.results import atomic_write_json
+  written = [out / 'claims.json', out / 'claims.md']
+  record = {'settings': dataclasses.asdict(settings), 'method': method,
+            'claims': [r.to_dict() for r in results]}
+  if convergence is not None:
+    record['convergence'] = {'rule': settings.convergence_rule().describe(),
+                             'base_nets': convergence_lib.to_records(convergence)}
+  atomic_write_json(written[0], record)
+  written[1].write_text(f'{method}.\n\n' + claims_markdown(results) + markdown_tail + '\n')
+  return written
+
+
 def write_outputs(results: Sequence[ClaimResult], rel: pd.DataFrame, runs: pd.DataFrame,
                   out: pathlib.Path, reference: str | None, settings: Settings = Settings(),
                   draw: bool = True, convergence: pd.DataFrame | None = None
                   ) -> list[pathlib.Path]:
   """claims.json (with the base nets' convergence), claims.md, runs_relative.csv,
   curves_relative.csv and (``draw``) the figures."""
-  from harness.results import atomic_write_json
   out.mkdir(parents=True, exist_ok=True)
-  written = [out / 'claims.json', out / 'claims.md', out / 'runs_relative.csv',
-             out / 'curves_relative.csv']
-  bases = [] if convergence is None else convergence_lib.to_records(convergence)
-  atomic_write_json(written[0], {'settings': dataclasses.asdict(settings),
-                                 'method': settings.describe(),
-                                 'claims': [r.to_dict() for r in results],
-                                 'convergence': {'rule': settings.convergence_rule().describe(),
-                                                 'base_nets': bases}})
   bases_line = ('' if convergence is None or convergence.empty else
                 f'\n\nBase nets {convergence_lib.counts(convergence)} (gain over the last 20% of '
                 f'training below {settings.convergence_tolerance:g}).')
-  written[1].write_text(f'{settings.describe()}.\n\n' + claims_markdown(results) + bases_line
-                        + '\n')
+  written = write_claims(results, out, settings, settings.describe(),
+                         pd.DataFrame() if convergence is None else convergence,
+                         markdown_tail=bases_line)
+  written += [out / 'runs_relative.csv', out / 'curves_relative.csv']
   rel.to_csv(written[2], index=False)
   curves = curve_table(rel)
   curves.to_csv(written[3], index=False)

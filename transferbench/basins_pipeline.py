@@ -101,15 +101,12 @@ def measure(results: pathlib.Path, config, data_dir: str | None,
 
 def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib.Path):
   """Claims on the replicate table; writes basins.csv, claims.json and claims.md."""
-  from harness.results import atomic_write_json
   results = reproduce.check_claims(table, study.claims, settings)
   out.mkdir(parents=True, exist_ok=True)
-  written = [out / 'basins.csv', out / 'claims.json', out / 'claims.md']
+  written = [out / 'basins.csv']
   table.to_csv(written[0], index=False)
   method = (f'unit: the replicate (one source network); one-sided t-tests at alpha='
             f'{settings.alpha}, Holm over each claim\'s parts; 90% t CIs; barrier margin '
             f'{basins.BARRIER_MARGIN:g} nats')
-  atomic_write_json(written[1], {'settings': dataclasses.asdict(settings), 'method': method,
-                                 'claims': [r.to_dict() for r in results]})
-  written[2].write_text(f'{method}.\n\n' + reproduce.claims_markdown(results) + '\n')
+  written += reproduce.write_claims(results, out, settings, method)
   return results, written

@@ -142,22 +142,16 @@ def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib
     converged: :func:`source_convergence` (None: not checked); an unconverged source network
       makes every claim inconclusive.
   """
-  from analysis import convergence
-  from harness.results import atomic_write_json
   results = reproduce.check_claims(table, study.claims, settings, converged)
   out.mkdir(parents=True, exist_ok=True)
-  written = [out / 'networks.csv', out / 'summary.csv', out / 'claims.json', out / 'claims.md']
+  written = [out / 'networks.csv', out / 'summary.csv']
   table.to_csv(written[0], index=False)
   lp_ft.summary(table).to_csv(written[1], index=False)
   method = (f'OOD = {ood}; unit: the seed, methods paired within a seed; one-sided t-tests at '
             f'alpha={settings.alpha}, Holm over each claim\'s parts; 90% t CIs; non-inferiority '
             f'margin {settings.margin:g} (accuracy)')
-  bases = [] if converged is None else convergence.to_records(converged)
-  atomic_write_json(written[2], {'settings': dataclasses.asdict(settings), 'method': method,
-                                 'claims': [r.to_dict() for r in results],
-                                 'convergence': {'rule': settings.convergence_rule().describe(),
-                                                 'base_nets': bases}})
-  written[3].write_text(f'{method}.\n\n' + reproduce.claims_markdown(results) + '\n')
+  written += reproduce.write_claims(results, out, settings, method,
+                                    pd.DataFrame() if converged is None else converged)
   if draw:
     from analysis.plotting import save
     written += save(lp_ft.figure(table, ood), out, 'id_vs_ood_accuracy')

@@ -8,7 +8,6 @@ values (:func:`harness.probe.reset_measurements`); :mod:`analysis.criticality` c
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 
 import pandas as pd
@@ -39,19 +38,16 @@ def measure(results: pathlib.Path, data_dir: str | None) -> pd.DataFrame:
 def check(table: pd.DataFrame, study, settings: reproduce.Settings, out: pathlib.Path,
           draw: bool = True):
   """Claims of the study on a reset table; writes resets.csv, line.csv, claims.json/md, figure."""
-  from harness.results import atomic_write_json
   results = reproduce.check_claims(criticality.drops(table), study.claims, settings)
   out.mkdir(parents=True, exist_ok=True)
-  written = [out / 'resets.csv', out / 'line.csv', out / 'claims.json', out / 'claims.md']
+  written = [out / 'resets.csv', out / 'line.csv']
   table.to_csv(written[0], index=False)
   line = criticality.line_table(table)
   line.to_csv(written[1], index=False)
   method = (f'drop = trained accuracy - accuracy after the reset; robust < {criticality.ROBUST:g}, '
             f'critical >= {criticality.CRITICAL:g}; one-sided t-tests over seeds at alpha='
             f'{settings.alpha}, Holm over each claim\'s parts; 90% t CIs')
-  atomic_write_json(written[2], {'settings': dataclasses.asdict(settings), 'method': method,
-                                 'claims': [r.to_dict() for r in results]})
-  written[3].write_text(f'{method}.\n\n' + reproduce.claims_markdown(results) + '\n')
+  written += reproduce.write_claims(results, out, settings, method)
   if draw:
     from analysis.plotting import save
     written += save(criticality.line_figure(line), out, 'accuracy_along_the_line_to_init')
