@@ -172,10 +172,17 @@ def _curves_pipeline(args: argparse.Namespace, study: studies.Study,
   if draw and study.figure is not None:
     from analysis.plotting import save
     written += save(study.figure(rel), out, args.study)
-  print(f'\n{args.study}: claims of the paper vs {len(runs)} runs in {source} '
-        f'({settings.describe()})')
-  print(reproduce.claims_text(results))
-  print('\n' + convergence_lib.text(convergence, settings.convergence_rule()))
+  return _report(f'{args.study}: claims of the paper vs {len(runs)} runs in {source} '
+                 f'({settings.describe()})', results, written, out,
+                 convergence_lib.text(convergence, settings.convergence_rule()))
+
+
+def _report(header: str, claims, written: list, out: pathlib.Path, convergence: str = '') -> int:
+  """Prints a study's claims (and its nets' convergence, if checked) and what it wrote; 0."""
+  print(f'\n{header}')
+  print(reproduce.claims_text(claims))
+  if convergence:
+    print('\n' + convergence)
   print(f'\nWrote {len(written)} files to {out}')
   return 0
 
@@ -196,11 +203,8 @@ def _resets_pipeline(args: argparse.Namespace, study: studies.Study,
   results, out = _network_results(args, study)
   table = resets_pipeline.measure(results, _sweep_config(args, study).data_dir or None)
   claims, written = resets_pipeline.check(table, study, settings, out, draw=not args.no_figures)
-  print(f'\n{args.study}: claims of the paper vs {table["run_id"].nunique()} networks in '
-        f'{results}')
-  print(reproduce.claims_text(claims))
-  print(f'\nWrote {len(written)} files to {out}')
-  return 0
+  return _report(f'{args.study}: claims of the paper vs {table["run_id"].nunique()} networks in '
+                 f'{results}', claims, written, out)
 
 
 def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
@@ -212,10 +216,8 @@ def _basins_pipeline(args: argparse.Namespace, study: studies.Study,
   table = basins_pipeline.measure(results, config, config.data_dir or None,
                                   train=not args.analyze_only)
   claims, written = basins_pipeline.check(table, study, settings, out)
-  print(f'\n{args.study}: claims of the paper vs {len(table)} replicate(s) in {results}')
-  print(reproduce.claims_text(claims))
-  print(f'\nWrote {len(written)} files to {out}')
-  return 0
+  return _report(f'{args.study}: claims of the paper vs {len(table)} replicate(s) in {results}',
+                 claims, written, out)
 
 
 def _lp_ft_pipeline(args: argparse.Namespace, study: studies.Study,
@@ -231,12 +233,9 @@ def _lp_ft_pipeline(args: argparse.Namespace, study: studies.Study,
   converged = lp_ft_pipeline.source_convergence(results, settings)
   claims, written = lp_ft_pipeline.check(table, study, settings, out, ood,
                                          draw=not args.no_figures, converged=converged)
-  print(f'\n{args.study}: claims of the paper vs {table["seed"].nunique()} seed(s) in {results} '
-        f'(OOD = {ood})')
-  print(reproduce.claims_text(claims))
-  print('\n' + convergence_lib.text(converged, settings.convergence_rule()))
-  print(f'\nWrote {len(written)} files to {out}')
-  return 0
+  return _report(f'{args.study}: claims of the paper vs {table["seed"].nunique()} seed(s) in '
+                 f'{results} (OOD = {ood})', claims, written, out,
+                 convergence_lib.text(converged, settings.convergence_rule()))
 
 
 PIPELINES = {'curves': _curves_pipeline, 'resets': _resets_pipeline,
